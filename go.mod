@@ -1,0 +1,5 @@
+module github.com/mpsa-vpn/mpsa
+
+go 1.26.8
+
+require golang.org/x/sys v0.50.0
