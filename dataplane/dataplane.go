@@ -33,7 +33,9 @@ type SA struct {
 
 	// Tunnel is the routing.Tunnel whose packets this SA encrypts (Dir has
 	// Out). At most one installed SA serves a tunnel outbound at a time;
-	// during an MPSA rollover the old SA stays In only.
+	// during an MPSA rollover the old SA stays In only and keeps its
+	// Tunnel, so a backend that accepts a tunnel's prefixes only through
+	// that tunnel's SAs (xfrm) still accepts the packets still in flight.
 	Tunnel routing.Tunnel
 
 	// Peer is the fixed outer destination of a point-to-point SA (a
