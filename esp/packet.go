@@ -51,11 +51,12 @@ func (sa *SA) seal(buf []byte, n int, seq uint32, next byte, iv uint64) []byte {
 	if sa.aead != nil {
 		// RFC 4106 §3 / RFC 7634 §2: nonce = salt || IV; AAD = SPI || Seq.
 		binary.BigEndian.PutUint64(hdr[8:16], iv)
-		var nonce [12]byte
+		nonce := sa.nonces.Get().(*[12]byte)
 		copy(nonce[:4], sa.salt[:])
 		copy(nonce[4:], hdr[8:16])
 		pt := buf[Headroom:end]
 		sa.aead.Seal(pt[:0], nonce[:], pt, hdr[:8])
+		sa.nonces.Put(nonce)
 		return buf[start : end+sa.icvLen]
 	}
 
@@ -122,12 +123,13 @@ func (sa *SA) Open(pkt []byte) (Packet, Drop) {
 
 	var pt []byte
 	if sa.aead != nil {
-		var nonce [12]byte
+		nonce := sa.nonces.Get().(*[12]byte)
 		copy(nonce[:4], sa.salt[:])
 		copy(nonce[4:], pkt[8:16])
 		ct := pkt[hl:]
 		var err error
 		pt, err = sa.aead.Open(ct[:0], nonce[:], ct, pkt[:8])
+		sa.nonces.Put(nonce)
 		if err != nil {
 			return p, DropBadICV
 		}

@@ -98,8 +98,9 @@ type SA struct {
 
 	keys Keys // our copy of the key material, wiped by Wipe
 
-	aead cipher.AEAD // AES-GCM or ChaCha20-Poly1305
-	salt [4]byte
+	aead   cipher.AEAD // AES-GCM or ChaCha20-Poly1305
+	salt   [4]byte
+	nonces sync.Pool // *[12]byte: a nonce passed to the AEAD escapes
 
 	block    cipher.Block // AES-CBC
 	newHash  func() hash.Hash
@@ -148,6 +149,7 @@ func NewSA(cfg Config) (*SA, error) {
 		maxSenders: cfg.MaxSenders,
 		keys:       cfg.Keys.Clone(),
 	}
+	sa.nonces.New = func() any { return new([12]byte) }
 	if sa.maxSenders <= 0 {
 		sa.maxSenders = DefaultMaxSenders
 	}
