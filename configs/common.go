@@ -11,22 +11,22 @@ import (
 // default by SetDefaults; the names below are what the documentation and
 // the example files refer to.
 const (
-	DefaultIKEPort        uint16 = 500  // IKE (RFC 7296 §2)
-	DefaultNATTPort       uint16 = 4500 // IKE and ESP-in-UDP after NAT-T floating (RFC 3948)
-	DefaultBackend               = BackendAuto
-	DefaultTUNName               = "mpsa0"
-	DefaultTUNMTU                = 1380 // fits a 1500-octet underlay with IPv6+UDP+ESP(AES-CBC/HMAC) overhead (≤ 105 octets)
-	DefaultLogLevel              = LogInfo
-	DefaultLogFormat             = LogText
-	DefaultASN            uint32 = 64512 // first private 2-octet ASN (RFC 6996); hub and CPEs must agree (iBGP)
-	DefaultBGPPort        uint16 = 179
-	DefaultGRPCListen            = "127.0.0.1:50051" // GoBGP's usual API port, loopback only
-	DefaultStateDir              = "/var/lib/mpsa"
-	DefaultHubStatusPath         = "/run/mpsa/hub.sock"
-	DefaultCPEStatusPath         = "/run/mpsa/cpe.sock"
-	DefaultReconnectMin          = 1 * time.Second
-	DefaultReconnectMax          = 60 * time.Second
-	DefaultEncapsulation         = EncapAuto
+	DefaultIKEPort       uint16 = 500  // IKE (RFC 7296 §2)
+	DefaultNATTPort      uint16 = 4500 // IKE and ESP-in-UDP after NAT-T floating (RFC 3948)
+	DefaultBackend              = BackendAuto
+	DefaultTUNName              = "mpsa0"
+	DefaultTUNMTU               = 1380 // fits a 1500-octet underlay with IPv6+UDP+ESP(AES-CBC/HMAC) overhead (≤ 105 octets)
+	DefaultLogLevel             = LogInfo
+	DefaultLogFormat            = LogText
+	DefaultASN           uint32 = 64512 // first private 2-octet ASN (RFC 6996); hub and CPEs must agree (iBGP)
+	DefaultBGPPort       uint16 = 179
+	DefaultGRPCListen           = "127.0.0.1:50051" // GoBGP's usual API port, loopback only
+	DefaultStateDir             = "/var/lib/mpsa"
+	DefaultHubStatusPath        = "/run/mpsa/hub.sock"
+	DefaultCPEStatusPath        = "/run/mpsa/cpe.sock"
+	DefaultReconnectMin         = 1 * time.Second
+	DefaultReconnectMax         = 60 * time.Second
+	DefaultEncapsulation        = EncapAuto
 )
 
 // Limits checked by validation.

@@ -1,9 +1,9 @@
 package configs
 
 import (
-	"path/filepath"
 	"math/big"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
