@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mpsa-vpn/mpsa/ike/auth"
 )
 
 // Defaults shared by the hub and the CPE. A zero field is replaced by its
@@ -33,9 +35,9 @@ const (
 const (
 	MinTUNMTU       = 1280 // IPv6 minimum link MTU (RFC 8200 §5)
 	MaxTUNMTU       = 9000
-	MaxIfNameLen    = 15  // Linux IFNAMSIZ - 1
-	MaxSocketPath   = 107 // sun_path minus the terminating NUL
-	MinPSKLen       = 16  // octets; RFC 7296 §2.15 wants a PSK as strong as the PRF key
+	MaxIfNameLen    = 15             // Linux IFNAMSIZ - 1
+	MaxSocketPath   = 107            // sun_path minus the terminating NUL
+	MinPSKLen       = auth.MinPSKLen // octets; RFC 7296 §2.15 wants a PSK as strong as the PRF key
 	MaxPSKLen       = 1024
 	MinReconnect    = 100 * time.Millisecond
 	MaxReconnect    = time.Hour

@@ -136,13 +136,8 @@ func (c *CPE) validate(ck *checker) {
 		}
 		seen[h] = i
 	}
-	if !c.HubIdentity.IsZero() {
-		if err := c.HubIdentity.Validate(); err != nil {
-			ck.add("hub_identity", "expected an identity such as fqdn:hub.example.net: %v", err)
-		}
-	}
-	if err := c.Identity.Validate(); err != nil {
-		ck.add("identity", "expected an identity such as fqdn:cpe1.example.net: %v", err)
+	if c.Identity.IsZero() {
+		ck.add("identity", "expected the CPE's identity, such as fqdn:cpe1.example.net")
 	}
 	cr := &c.Credentials
 	switch {
@@ -157,9 +152,6 @@ func (c *CPE) validate(ck *checker) {
 		ck.add("credentials", "expected psk, psk_file, or certificate with private_key and ca")
 	default:
 		cr.CertFiles.validate(ck, "credentials", true)
-		if c.Identity.Type == IDKeyID {
-			ck.add("identity", "expected an identity a certificate can carry (dn, fqdn, email, ipv4, ipv6) with a certificate, got %q", c.Identity)
-		}
 	}
 	checkIfName(ck, "lan.interface", c.LAN.Interface, false)
 	if len(c.LAN.Prefixes) == 0 {

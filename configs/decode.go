@@ -152,7 +152,7 @@ func (d *decoder) decode(path string, in any, out reflect.Value, secret bool) {
 			case reflect.TypeFor[Secret]():
 				d.fail(path, "expected %s: %v", sc.expect, err)
 			case reflect.TypeFor[Identity]():
-				d.fail(path, "expected %s, got %q: %v", sc.expect, s, err)
+				d.fail(path, "expected %s, got %q: %s", sc.expect, s, identityDetail(err))
 			default:
 				d.fail(path, "expected %s, got %q", sc.expect, s)
 			}

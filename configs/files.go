@@ -3,22 +3,19 @@ package configs
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mpsa-vpn/mpsa/ike/auth"
 )
 
 // File limits.
@@ -215,7 +212,7 @@ func loadPSKFile(ck *checker, path, name string, s *Secret) {
 		return
 	}
 	defer clear(b)
-	v, err := ParseSecret(string(bytes.TrimRight(b, "\r\n \t")))
+	v, err := ParseSecret(string(bytes.TrimRight(b, "\r\n")))
 	if err != nil {
 		ck.add(path, "expected a PSK in %s: %v", name, err)
 		return
@@ -228,82 +225,28 @@ func loadPSKFile(ck *checker, path, name string, s *Secret) {
 	*s = v
 }
 
-// parseCerts reads every CERTIFICATE block of a PEM file.
+// parseCerts reads the certificates of a PEM (or single DER) file.
 func parseCerts(ck *checker, path, name string, b []byte) ([]*x509.Certificate, bool) {
-	var out []*x509.Certificate
-	for len(b) > 0 {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			ck.add(path, "expected PEM X.509 certificates in %s: certificate %d: %v", name, len(out)+1, err)
-			return nil, false
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		ck.add(path, "expected at least one PEM CERTIFICATE block in %s", name)
+	certs, err := auth.ParseCertificates(b)
+	if err != nil {
+		ck.add(path, "expected PEM X.509 certificates in %s: %v", name, strings.TrimPrefix(err.Error(), "auth: "))
 		return nil, false
 	}
-	return out, true
+	return certs, true
 }
 
-// parseKey reads a private key from a PEM file.
+// parseKey reads a private key as IKE will (auth.ParsePrivateKey).
 func parseKey(ck *checker, path, name string, b []byte) (crypto.Signer, bool) {
-	for len(b) > 0 {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		var (
-			k   any
-			err error
-		)
-		switch blk.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(blk.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			ck.add(path, "expected an unencrypted private key in %s (the daemon starts unattended)", name)
-			return nil, false
-		default:
-			continue
-		}
-		clear(blk.Bytes)
-		if err != nil {
-			ck.add(path, "expected a PKCS#8, PKCS#1 or SEC 1 private key in %s: %v", name, err)
-			return nil, false
-		}
-		switch key := k.(type) {
-		case *ecdsa.PrivateKey:
-			if c := key.Curve; c != elliptic.P256() && c != elliptic.P384() {
-				ck.add(path, "expected an ECDSA P-256 or P-384 key in %s, got curve %s", name, c.Params().Name)
-				return nil, false
-			}
-			return key, true
-		case *rsa.PrivateKey:
-			if key.N.BitLen() < 2048 {
-				ck.add(path, "expected an RSA key of at least 2048 bits in %s, got %d", name, key.N.BitLen())
-				return nil, false
-			}
-			return key, true
-		default:
-			ck.add(path, "expected an ECDSA (P-256, P-384) or RSA key in %s, got %T", name, k)
-			return nil, false
-		}
+	k, err := auth.ParsePrivateKey(b)
+	if err != nil {
+		ck.add(path, "expected an unencrypted PKCS#8, PKCS#1 or SEC 1 private key in %s: %v", name, strings.TrimPrefix(err.Error(), "auth: "))
+		return nil, false
 	}
-	ck.add(path, "expected a PEM private key block in %s", name)
-	return nil, false
+	if r, ok := k.(*rsa.PrivateKey); ok && r.N.BitLen() < 2048 {
+		ck.add(path, "expected an RSA key of at least 2048 bits in %s, got %d", name, r.N.BitLen())
+		return nil, false
+	}
+	return k, true
 }
 
 // loadCertFiles reads and checks c's files (paths made absolute first) and
@@ -357,7 +300,7 @@ func checkLeaf(ck *checker, warns *[]Warning, path string, m *CertMaterial, id I
 			now.UTC().Format(time.RFC3339), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 		return
 	}
-	if !certCarries(leaf, id) {
+	if err := auth.BindsIdentity(leaf, id); err != nil {
 		ck.add(idPath, "expected an identity the certificate carries (subject %q, DNS %v, email %v, IP %v), got %q",
 			leaf.Subject.String(), leaf.DNSNames, leaf.EmailAddresses, leaf.IPAddresses, id)
 	}
@@ -372,41 +315,6 @@ func checkLeaf(ck *checker, warns *[]Warning, path string, m *CertMaterial, id I
 				Msg: fmt.Sprintf("does not verify against %s (%v); peers must trust its issuer some other way", join(path, "ca"), err)})
 		}
 	}
-}
-
-// certCarries reports whether the certificate names id in its subject DN or
-// subject alternative names (RFC 4945 §3.1).
-func certCarries(c *x509.Certificate, id Identity) bool {
-	switch id.Type {
-	case IDFQDN:
-		return slices.ContainsFunc(c.DNSNames, func(n string) bool { return strings.EqualFold(n, strings.TrimSuffix(id.Value, ".")) })
-	case IDRFC822:
-		return slices.ContainsFunc(c.EmailAddresses, func(n string) bool { return strings.EqualFold(n, id.Value) })
-	case IDIPv4, IDIPv6:
-		a, err := netip.ParseAddr(id.Value)
-		return err == nil && slices.ContainsFunc(c.IPAddresses, func(ip net.IP) bool {
-			b, ok := netip.AddrFromSlice(ip)
-			return ok && b.Unmap() == a
-		})
-	case IDDN:
-		want := dnParts(id.Value)
-		got := dnParts(c.Subject.String())
-		if slices.Equal(want, got) {
-			return true
-		}
-		slices.Reverse(got)
-		return slices.Equal(want, got)
-	}
-	return false
-}
-
-func dnParts(dn string) []string {
-	var out []string
-	for rdn := range strings.SplitSeq(dn, ",") {
-		k, v, _ := strings.Cut(rdn, "=")
-		out = append(out, strings.ToUpper(strings.TrimSpace(k))+"="+strings.TrimSpace(v))
-	}
-	return out
 }
 
 // checkKeyExport checks the key export files: their directory exists and an
