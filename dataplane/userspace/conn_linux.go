@@ -1,0 +1,323 @@
+package userspace
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockConn is a Conn on a Linux socket with recvmmsg/sendmmsg and, for UDP,
+// generic segmentation offload (UDP_SEGMENT): a run of equal-sized
+// datagrams to one destination leaves in one sendmmsg entry.
+type sockConn struct {
+	pc   net.PacketConn
+	rc   syscall.RawConn
+	v6   bool
+	raw  bool
+	gso  bool // UDP_SEGMENT usable (turned off after the first failure)
+	read func(fd uintptr) bool
+
+	rmu   sync.Mutex // serialises ReadBatch; guards the r* fields
+	rhdr  []mmsghdr
+	riov  []unix.Iovec
+	rname []unix.RawSockaddrInet6
+	rms   []Message
+	rn    int
+	rerr  error
+
+	wmu   sync.Mutex // serialises WriteBatch; guards the w* fields
+	whdr  []mmsghdr
+	wiov  []unix.Iovec
+	wname []unix.RawSockaddrInet6
+	wcmsg [][]byte
+	wn    int
+	wcnt  int
+	werr  error
+	write func(fd uintptr) bool
+}
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+const (
+	maxBatch   = 128
+	maxGSOSegs = 64
+	gsoMaxSize = 65000
+)
+
+// ListenUDP opens the ESP-in-UDP socket on port (4500) for the family of
+// addr (an unspecified address listens on all).
+func ListenUDP(addr netip.AddrPort) (Conn, error) {
+	network := "udp4"
+	if addr.Addr().Is6() {
+		network = "udp6"
+	}
+	pc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	return newSockConn(pc, addr.Addr().Is6(), false)
+}
+
+// ListenESP opens a raw IP protocol 50 socket for the family of addr. It
+// needs CAP_NET_RAW.
+func ListenESP(addr netip.Addr) (Conn, error) {
+	network := "ip4:50"
+	if addr.Is6() {
+		network = "ip6:50"
+	}
+	pc, err := net.ListenPacket(network, addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	return newSockConn(pc, addr.Is6(), true)
+}
+
+func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		pc.Close()
+		return nil, errors.New("dataplane: socket has no raw access")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	c := &sockConn{pc: pc, rc: rc, v6: v6, raw: raw, gso: !raw}
+	c.rhdr = make([]mmsghdr, maxBatch)
+	c.riov = make([]unix.Iovec, maxBatch)
+	c.rname = make([]unix.RawSockaddrInet6, maxBatch)
+	c.whdr = make([]mmsghdr, maxBatch)
+	c.wiov = make([]unix.Iovec, maxBatch)
+	c.wname = make([]unix.RawSockaddrInet6, maxBatch)
+	c.wcmsg = make([][]byte, maxBatch)
+	for i := range c.wcmsg {
+		c.wcmsg[i] = make([]byte, unix.CmsgSpace(2))
+	}
+	c.read = c.doRead
+	c.write = c.doWrite
+	if !raw {
+		// Big socket buffers: bursts of GSO/TSO-sized batches.
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
+		})
+	}
+	return c, nil
+}
+
+func (c *sockConn) Raw() bool           { return c.raw }
+func (c *sockConn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+func (c *sockConn) Close() error        { return c.pc.Close() }
+
+func (c *sockConn) ReadBatch(ms []Message) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	n := min(len(ms), maxBatch)
+	for i := 0; i < n; i++ {
+		b := ms[i].Buf
+		c.riov[i] = unix.Iovec{Base: unsafe.SliceData(b)}
+		c.riov[i].SetLen(len(b))
+		h := &c.rhdr[i].hdr
+		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&c.rname[i])), Iov: &c.riov[i]}
+		h.Namelen = uint32(unsafe.Sizeof(c.rname[i]))
+		h.SetIovlen(1)
+	}
+	c.rms = ms[:n]
+	c.rn, c.rerr = 0, nil
+	if err := c.rc.Read(c.read); err != nil {
+		return 0, translateErr(err)
+	}
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	for i := 0; i < c.rn; i++ {
+		m := &ms[i]
+		m.Off, m.N = 0, int(c.rhdr[i].n)
+		m.Addr = sockaddrToAddrPort(&c.rname[i])
+		if c.raw && !c.v6 {
+			// Skip the IPv4 header the kernel hands raw sockets.
+			if m.N < 20 || m.Buf[0]>>4 != 4 || int(m.Buf[0]&0x0f)*4 > m.N {
+				m.N = 0
+				continue
+			}
+			hl := int(m.Buf[0]&0x0f) * 4
+			m.Off, m.N = hl, m.N-hl
+		}
+	}
+	c.rms = nil
+	return c.rn, nil
+}
+
+func (c *sockConn) doRead(fd uintptr) bool {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rhdr[0])), uintptr(len(c.rms)), unix.MSG_DONTWAIT, 0, 0)
+	if errno == unix.EAGAIN || errno == unix.EINTR {
+		return false
+	}
+	if errno != 0 {
+		c.rerr = fmt.Errorf("dataplane: recvmmsg: %w", errno)
+		return true
+	}
+	c.rn = int(n)
+	return true
+}
+
+func (c *sockConn) WriteBatch(ms []Message) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	sent := 0
+	for sent < len(ms) {
+		k, consumed := c.pack(ms[sent:])
+		if err := c.flush(k); err != nil {
+			if c.gso && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
+				// The kernel or the device refused segmentation (or a
+				// segment exceeds the path MTU): go on without it. Part of
+				// the batch may go out twice; the peer's replay window or
+				// TCP absorbs that.
+				c.gso = false
+				continue
+			}
+			return sent, err
+		}
+		sent += consumed
+	}
+	return sent, nil
+}
+
+// pack fills up to maxBatch mmsghdrs from ms and returns how many headers
+// and how many messages they hold.
+func (c *sockConn) pack(ms []Message) (hdrs, consumed int) {
+	iov := 0
+	for consumed < len(ms) && hdrs < maxBatch && iov < maxBatch {
+		m := &ms[consumed]
+		h := &c.whdr[hdrs]
+		h.hdr = unix.Msghdr{}
+		nlen := addrPortToSockaddr(m.Addr, &c.wname[hdrs], c.v6)
+		h.hdr.Name = (*byte)(unsafe.Pointer(&c.wname[hdrs]))
+		h.hdr.Namelen = nlen
+		first := iov
+		size := m.N
+		total := 0
+		segs := 0
+		for consumed < len(ms) && iov < maxBatch {
+			m2 := &ms[consumed]
+			if segs > 0 && (!c.gso || m2.Addr != m.Addr || m2.N > size || segs == maxGSOSegs || total+m2.N > gsoMaxSize) {
+				break
+			}
+			b := m2.Buf[m2.Off : m2.Off+m2.N]
+			c.wiov[iov] = unix.Iovec{Base: unsafe.SliceData(b)}
+			c.wiov[iov].SetLen(len(b))
+			iov++
+			consumed++
+			segs++
+			total += m2.N
+			if m2.N < size {
+				break // a shorter datagram ends a GSO run
+			}
+		}
+		h.hdr.Iov = &c.wiov[first]
+		h.hdr.SetIovlen(segs)
+		if segs > 1 {
+			cm := c.wcmsg[hdrs]
+			hdr := (*unix.Cmsghdr)(unsafe.Pointer(&cm[0]))
+			hdr.Level = unix.SOL_UDP
+			hdr.Type = unix.UDP_SEGMENT
+			hdr.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&cm[unix.CmsgLen(0)])) = uint16(size)
+			h.hdr.Control = &cm[0]
+			h.hdr.SetControllen(len(cm))
+		}
+		hdrs++
+	}
+	return hdrs, consumed
+}
+
+func (c *sockConn) flush(k int) error {
+	off := 0
+	for off < k {
+		c.wn, c.wcnt, c.werr = off, k, nil
+		if err := c.rc.Write(c.write); err != nil {
+			return translateErr(err)
+		}
+		if c.werr != nil {
+			return c.werr
+		}
+		off = c.wn
+	}
+	return nil
+}
+
+func (c *sockConn) doWrite(fd uintptr) bool {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.whdr[c.wn])), uintptr(c.wcnt-c.wn), unix.MSG_DONTWAIT, 0, 0)
+	if errno == unix.EAGAIN {
+		return false
+	}
+	if errno == unix.EINTR {
+		return false
+	}
+	if errno != 0 {
+		if c.wn < c.wcnt && isTransient(errno) {
+			// One datagram the kernel refused (no route, unreachable peer,
+			// too big): skip it rather than stall the batch.
+			c.wn++
+			return c.wn >= c.wcnt
+		}
+		c.werr = fmt.Errorf("dataplane: sendmmsg: %w", errno)
+		return true
+	}
+	c.wn += int(n)
+	return c.wn >= c.wcnt
+}
+
+func isTransient(e syscall.Errno) bool {
+	switch e {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMSGSIZE, unix.ENOBUFS, unix.EPERM, unix.EACCES, unix.EADDRNOTAVAIL:
+		return true
+	}
+	return false
+}
+
+func translateErr(err error) error {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
+}
+
+func addrPortToSockaddr(ap netip.AddrPort, sa *unix.RawSockaddrInet6, v6 bool) uint32 {
+	port := ap.Port()
+	if !v6 {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ap.Addr().As4()}
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+	return unix.SizeofSockaddrInet6
+}

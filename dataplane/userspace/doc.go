@@ -1,0 +1,42 @@
+// Package userspace is the default data plane backend: ESP in Go between a
+// TUN device and UDP port 4500 (RFC 3948) or raw IP protocol 50 sockets. It
+// runs on kernels without ESP, like the one CI has.
+//
+// # Packet path
+//
+// Outbound, one goroutine reads batches from the TUN (with the kernel's
+// TSO/GSO offloads when the TUN has them, wireguard-go's tun package splits
+// super-packets), asks the FIB where each packet's destination goes
+// (routing.NextHop: ESP endpoint and tunnel), picks the SA serving that
+// tunnel and reserves its sequence numbers in order. Crypto workers, one
+// per core, seal whole batches in parallel; one writer goroutine takes the
+// batches in the order they were read, waits for each to be sealed and
+// sends it with sendmmsg (UDP GSO for runs of equal-sized datagrams to one
+// endpoint). A group SA's outer destination is the route's endpoint; a
+// CHILD_SA's is its fixed Peer. Endpoint port 0 means raw ESP.
+//
+// Inbound mirrors it: one reader per socket (recvmmsg), SA by SPI, workers
+// open in parallel, one writer moves the replay windows in arrival order
+// (only for packets whose ICV verified), checks the inner addresses
+// against the SA's selectors and writes the batch to the TUN. Ordering is
+// per batch queue, so every SA's packets are delivered in order.
+//
+// Buffers come from bounded pools of batches: when the network or the TUN
+// is slower than the readers, the readers wait; nothing grows. The packet
+// path neither allocates nor logs: every dropped packet is counted by
+// reason in Stats.
+//
+// # Sharing port 4500 with IKE
+//
+// The backend owns the UDP 4500 sockets. Datagrams that start with the
+// non-ESP marker are IKE: IKEConn returns a net.PacketConn whose ReadFrom
+// yields them (marker included) and whose WriteTo sends what IKE gives it
+// (marker included) from the same socket. NAT keepalives (0xFF) are
+// dropped.
+//
+// # Kernel routes
+//
+// SetRoutes keeps the kernel's routes for the FIB's prefixes pointing at
+// the TUN (through netlink), so the kernel hands the backend the packets to
+// encrypt. The daemon feeds it from the routing change feed.
+package userspace

@@ -1,0 +1,476 @@
+package userspace
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/mpsa-vpn/mpsa/esp"
+)
+
+// batch is the unit that moves through the pipeline: read by one reader,
+// processed by one worker, delivered in order by one writer.
+type batch struct {
+	bufs  [][]byte // full-capacity buffers
+	sizes []int
+	msgs  []Message
+	send  []Message // outbound: the messages of one socket, in order
+	meta  []meta
+	out   [][]byte // inbound: what goes to the TUN
+	n     int
+	tx    bool
+	st    *saState
+	done  chan struct{} // the worker signals here when the batch is processed
+}
+
+type meta struct {
+	drop esp.Drop
+	skip bool // not ESP (IKE, keepalive): handled by the reader
+	out  *outSA
+	in   *inSA
+	seq  uint32
+	dst  netip.AddrPort
+	conn Conn
+	n    int // outbound: inner length
+	pkt  esp.Packet
+}
+
+const (
+	txBatches = 8
+	rxBatches = 16
+	// rxBatch is the number of datagrams one recvmmsg asks for.
+	rxBatch = 64
+)
+
+func (b *Backend) newBatch(n int, tx bool) *batch {
+	bt := &batch{
+		bufs:  make([][]byte, n),
+		sizes: make([]int, n),
+		msgs:  make([]Message, n),
+		send:  make([]Message, n),
+		meta:  make([]meta, n),
+		out:   make([][]byte, 0, n),
+		tx:    tx,
+		done:  make(chan struct{}, 1),
+	}
+	for i := range bt.bufs {
+		bt.bufs[i] = make([]byte, b.bufSize)
+	}
+	return bt
+}
+
+func (b *Backend) start() {
+	b.txPool = make(chan *batch, txBatches)
+	for range txBatches {
+		b.txPool <- b.newBatch(b.batch, true)
+	}
+	b.rxPool = make(chan *batch, rxBatches)
+	for range rxBatches {
+		b.rxPool <- b.newBatch(rxBatch, false)
+	}
+	b.cryptQ = make(chan *batch, txBatches+rxBatches)
+	b.txQ = make(chan *batch, txBatches)
+	b.rxQ = make(chan *batch, rxBatches)
+
+	b.wg.Add(3 + b.workers + len(b.conns))
+	go b.routineReadTUN()
+	go b.routineWriteNetwork()
+	go b.routineWriteTUN()
+	for range b.workers {
+		go b.routineCrypto()
+	}
+	for _, c := range b.conns {
+		go b.routineReadNetwork(c)
+	}
+}
+
+// get takes a batch from pool, or nil once the backend is closing.
+func (b *Backend) get(pool chan *batch) *batch {
+	select {
+	case bt := <-pool:
+		return bt
+	case <-b.closed:
+		return nil
+	}
+}
+
+// dispatch hands bt to the workers and, in the same order, to its writer.
+func (b *Backend) dispatch(bt *batch, q chan *batch) bool {
+	select {
+	case b.cryptQ <- bt:
+	case <-b.closed:
+		return false
+	}
+	select {
+	case q <- bt:
+		return true
+	case <-b.closed:
+		return false
+	}
+}
+
+func (b *Backend) routineReadTUN() {
+	defer b.wg.Done()
+	b.log.Debug("routine started", "reason", "read tun")
+	defer b.log.Debug("routine stopped", "reason", "read tun")
+	errs := 0
+	for {
+		bt := b.get(b.txPool)
+		if bt == nil {
+			return
+		}
+		n, err := b.tun.Read(bt.bufs, bt.sizes, esp.Headroom)
+		if err != nil {
+			if b.isClosing() || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			errs++
+			if errs > 1000 {
+				b.log.Error("TUN keeps failing, outbound path stopped", "err", err)
+				return
+			}
+			if n == 0 {
+				b.txPool <- bt
+				continue
+			}
+		} else {
+			errs = 0
+		}
+		bt.n = n
+		bt.st = b.state.Load()
+		for i := 0; i < n; i++ {
+			b.classifyOutbound(bt, i)
+		}
+		if !b.dispatch(bt, b.txQ) {
+			return
+		}
+	}
+}
+
+// classifyOutbound finds route, SA, endpoint and sequence number for one
+// packet read from the TUN.
+func (b *Backend) classifyOutbound(bt *batch, i int) {
+	m := &bt.meta[i]
+	*m = meta{n: bt.sizes[i]}
+	pkt := bt.bufs[i][esp.Headroom : esp.Headroom+m.n]
+	var dst netip.Addr
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		dst = netip.AddrFrom16([16]byte(pkt[24:40]))
+	default:
+		m.drop = esp.DropNotIP
+		return
+	}
+	if esp.Headroom+m.n+esp.Tailroom > len(bt.bufs[i]) {
+		m.drop = esp.DropTooBig
+		return
+	}
+	nh, ok := b.fib.Lookup(dst)
+	if !ok || nh.Local {
+		m.drop = esp.DropNoRoute
+		return
+	}
+	o := bt.st.out[nh.Tunnel]
+	if o == nil {
+		m.drop = esp.DropNoSA
+		return
+	}
+	m.dst = o.peer
+	if !m.dst.IsValid() {
+		m.dst = nh.Endpoint
+	}
+	if !m.dst.IsValid() {
+		m.drop = esp.DropNoRoute
+		return
+	}
+	raw, v6 := 0, 0
+	if m.dst.Port() == 0 {
+		raw = 1
+	}
+	if m.dst.Addr().Is6() {
+		v6 = 1
+	}
+	if m.conn = b.out[raw][v6]; m.conn == nil {
+		m.drop = esp.DropNoRoute
+		return
+	}
+	seq, err := o.sa.NextSeq()
+	if err != nil {
+		m.drop = esp.DropSeqExhausted
+		return
+	}
+	if seq >= esp.SoftSeqLimit && !o.signaled.Swap(true) && b.onRekeyDue != nil {
+		go b.onRekeyDue(o.sa.SPI())
+	}
+	m.out, m.seq = o, seq
+}
+
+func (b *Backend) routineReadNetwork(c Conn) {
+	defer b.wg.Done()
+	b.log.Debug("routine started", "reason", "read network", "local", c.LocalAddr().String())
+	errs := 0
+	for {
+		bt := b.get(b.rxPool)
+		if bt == nil {
+			return
+		}
+		for i := range bt.msgs {
+			bt.msgs[i] = Message{Buf: bt.bufs[i]}
+		}
+		n, err := c.ReadBatch(bt.msgs)
+		if err != nil {
+			b.rxPool <- bt
+			if b.isClosing() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errs++; errs > 1000 {
+				b.log.Error("socket keeps failing, inbound path stopped", "err", err, "local", c.LocalAddr().String())
+				return
+			}
+			continue
+		}
+		errs = 0
+		bt.n = n
+		bt.st = b.state.Load()
+		raw := c.Raw()
+		for i := 0; i < n; i++ {
+			b.classifyInbound(bt, i, raw)
+		}
+		if !b.dispatch(bt, b.rxQ) {
+			return
+		}
+	}
+}
+
+func (b *Backend) classifyInbound(bt *batch, i int, raw bool) {
+	m := &bt.meta[i]
+	*m = meta{}
+	msg := &bt.msgs[i]
+	data := msg.Buf[msg.Off : msg.Off+msg.N]
+	if !raw {
+		switch esp.Classify(data) {
+		case esp.KindKeepalive:
+			m.skip = true
+			return
+		case esp.KindIKE:
+			m.skip = true
+			b.ike.deliver(data, msg.Addr)
+			return
+		case esp.KindInvalid:
+			m.drop = esp.DropMalformed
+			return
+		}
+	} else if len(data) < esp.HeaderLen {
+		m.drop = esp.DropMalformed
+		return
+	}
+	spi := binary.BigEndian.Uint32(data)
+	if m.in = bt.st.in[spi]; m.in == nil {
+		m.drop = esp.DropUnknownSPI
+	}
+}
+
+func (b *Backend) routineCrypto() {
+	defer b.wg.Done()
+	for {
+		var bt *batch
+		select {
+		case bt = <-b.cryptQ:
+		case <-b.closed:
+			return
+		}
+		if bt.tx {
+			b.sealBatch(bt)
+		} else {
+			b.openBatch(bt)
+		}
+		bt.done <- struct{}{}
+	}
+}
+
+func (b *Backend) sealBatch(bt *batch) {
+	for i := 0; i < bt.n; i++ {
+		m := &bt.meta[i]
+		if m.drop != esp.DropNone {
+			continue
+		}
+		out, err := m.out.sa.Seal(bt.bufs[i], m.n, m.seq)
+		if err != nil {
+			m.drop = esp.DropNoSA
+			continue
+		}
+		off := esp.Headroom - m.out.sa.HeaderLen()
+		bt.msgs[i] = Message{Buf: bt.bufs[i], Off: off, N: len(out), Addr: m.dst}
+	}
+}
+
+func (b *Backend) openBatch(bt *batch) {
+	for i := 0; i < bt.n; i++ {
+		m := &bt.meta[i]
+		if m.drop != esp.DropNone || m.skip {
+			continue
+		}
+		msg := &bt.msgs[i]
+		m.pkt, m.drop = m.in.sa.Open(msg.Buf[msg.Off : msg.Off+msg.N])
+	}
+}
+
+// wait blocks until bt is processed; false when the backend is closing.
+func (b *Backend) wait(bt *batch) bool {
+	select {
+	case <-bt.done:
+		return true
+	case <-b.closed:
+		return false
+	}
+}
+
+func (b *Backend) routineWriteNetwork() {
+	defer b.wg.Done()
+	for {
+		var bt *batch
+		select {
+		case bt = <-b.txQ:
+		case <-b.closed:
+			return
+		}
+		if !b.wait(bt) {
+			return
+		}
+		b.sendBatch(bt)
+		b.txPool <- bt
+	}
+}
+
+// sendBatch writes the sealed packets of bt, one WriteBatch per socket,
+// keeping their order.
+func (b *Backend) sendBatch(bt *batch) {
+	for _, c := range b.conns {
+		k := 0
+		var bytes uint64
+		for i := 0; i < bt.n; i++ {
+			m := &bt.meta[i]
+			if m.drop != esp.DropNone || m.conn != c {
+				continue
+			}
+			bt.send[k] = bt.msgs[i]
+			bytes += uint64(m.n)
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		sent, err := c.WriteBatch(bt.send[:k])
+		if err != nil && !b.isClosing() {
+			for range k - sent {
+				b.drops.Add(esp.DropNoRoute)
+			}
+		}
+		b.txPackets.Add(uint64(sent))
+		if sent == k {
+			b.txBytes.Add(bytes)
+		}
+	}
+	for i := 0; i < bt.n; i++ {
+		b.drops.Add(bt.meta[i].drop)
+	}
+}
+
+func (b *Backend) routineWriteTUN() {
+	defer b.wg.Done()
+	for {
+		var bt *batch
+		select {
+		case bt = <-b.rxQ:
+		case <-b.closed:
+			return
+		}
+		if !b.wait(bt) {
+			return
+		}
+		b.deliverBatch(bt)
+		b.rxPool <- bt
+	}
+}
+
+// deliverBatch moves the replay windows, checks selectors and writes the
+// inner packets of bt to the TUN.
+func (b *Backend) deliverBatch(bt *batch) {
+	bt.out = bt.out[:0]
+	var bytes uint64
+	for i := 0; i < bt.n; i++ {
+		m := &bt.meta[i]
+		if m.skip {
+			continue
+		}
+		if m.drop == esp.DropNone && !m.in.sa.Accept(&m.pkt) {
+			m.drop = esp.DropReplay
+		}
+		if m.drop == esp.DropNone && !selectorsMatch(m.in, m.pkt.Inner) {
+			m.drop = esp.DropSelector
+		}
+		if m.drop != esp.DropNone {
+			b.drops.Add(m.drop)
+			continue
+		}
+		buf := bt.bufs[i]
+		inner := m.pkt.Inner
+		start := cap(buf) - cap(inner)
+		if start != tunOff {
+			copy(buf[tunOff:], inner)
+		}
+		bt.out = append(bt.out, buf[:tunOff+len(inner)])
+		bytes += uint64(len(inner))
+	}
+	if len(bt.out) == 0 {
+		return
+	}
+	n, err := b.tun.Write(bt.out, tunOff)
+	if err != nil && n < len(bt.out) && !b.isClosing() {
+		for range len(bt.out) - n {
+			b.drops.Add(esp.DropOverload)
+		}
+	}
+	b.rxPackets.Add(uint64(n))
+	b.rxBytes.Add(bytes)
+}
+
+// selectorsMatch checks the inner source against the remote selectors and
+// the inner destination against the local ones (RFC 4301 §5.2).
+func selectorsMatch(in *inSA, pkt []byte) bool {
+	if len(in.remote) == 0 && len(in.local) == 0 {
+		return true
+	}
+	var src, dst netip.Addr
+	if pkt[0]>>4 == 4 {
+		src, dst = netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20]))
+	} else {
+		src, dst = netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
+	}
+	return inAny(in.remote, src) && inAny(in.local, dst)
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Backend) isClosing() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
