@@ -40,11 +40,7 @@ func DeriveIKEKeys(s Suite, shared, ni, nr []byte, spiI, spiR uint64) (*IKEKeys,
 	if len(ni) == 0 || len(nr) == 0 || len(shared) == 0 {
 		return nil, fmt.Errorf("suite: SKEYSEED needs both nonces and a shared secret")
 	}
-	// The key of prf is Ni | Nr (RFC 7296 §2.14: all PRFs here take
-	// variable-length keys, so no truncation applies).
-	nonces := make([]byte, 0, len(ni)+len(nr))
-	nonces = append(append(nonces, ni...), nr...)
-	skeyseed := prf.Sum(nonces, shared)
+	skeyseed := skeyseedInit(prf, shared, ni, nr)
 	defer clear(skeyseed)
 	return expandIKEKeys(s, prf, skeyseed, ni, nr, spiI, spiR)
 }
@@ -71,9 +67,23 @@ func DeriveRekeyedIKEKeys(old *IKEKeys, s Suite, shared, ni, nr []byte, spiI, sp
 	if len(ni) == 0 || len(nr) == 0 || len(shared) == 0 {
 		return nil, fmt.Errorf("suite: rekeyed SKEYSEED needs both nonces and a shared secret")
 	}
-	skeyseed := old.PRF.Sum(old.SKd, shared, ni, nr)
+	skeyseed := skeyseedRekey(old.PRF, old.SKd, shared, ni, nr)
 	defer clear(skeyseed)
 	return expandIKEKeys(s, prf, skeyseed, ni, nr, spiI, spiR)
+}
+
+// skeyseedInit is SKEYSEED = prf(Ni | Nr, g^ir) (RFC 7296 §2.14). The key of
+// prf is Ni | Nr untruncated: every PRF here takes variable-length keys.
+func skeyseedInit(prf PRF, shared, ni, nr []byte) []byte {
+	nonces := make([]byte, 0, len(ni)+len(nr))
+	nonces = append(append(nonces, ni...), nr...)
+	return prf.Sum(nonces, shared)
+}
+
+// skeyseedRekey is SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr) with the
+// old IKE SA's PRF (RFC 7296 §2.18).
+func skeyseedRekey(oldPRF PRF, oldSKd, shared, ni, nr []byte) []byte {
+	return oldPRF.Sum(oldSKd, shared, ni, nr)
 }
 
 func expandIKEKeys(s Suite, prf PRF, skeyseed, ni, nr []byte, spiI, spiR uint64) (*IKEKeys, error) {

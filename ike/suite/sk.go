@@ -61,6 +61,7 @@ type SKCipher struct {
 	nonce   [12]byte
 	sum     [sha512.Size]byte
 	prev    [aes.BlockSize]byte
+	next    [aes.BlockSize]byte
 }
 
 // NewSKCipher builds the protection for one direction from the suite's
@@ -249,13 +250,12 @@ func (c *SKCipher) Open(dst, msg []byte, off int) ([]byte, error) {
 		var tail []byte
 		out, tail = sliceForAppend(dst, len(ct))
 		copy(c.prev[:], iv)
-		var next [aes.BlockSize]byte
 		for i := 0; i < len(ct); i += aes.BlockSize {
-			copy(next[:], ct[i:i+aes.BlockSize]) // ct and tail may be the same memory
+			copy(c.next[:], ct[i:i+aes.BlockSize]) // ct and tail may be the same memory
 			blk := tail[i : i+aes.BlockSize]
-			c.cbc.Decrypt(blk, next[:])
+			c.cbc.Decrypt(blk, c.next[:])
 			subtle.XORBytes(blk, blk, c.prev[:])
-			c.prev = next
+			c.prev = c.next
 		}
 	}
 	pt := out[len(dst):]
@@ -286,6 +286,8 @@ func (c *SKCipher) Wipe() {
 	clear(c.key)
 	clear(c.salt[:])
 	clear(c.sum[:])
+	clear(c.prev[:])
+	clear(c.next[:])
 	c.key, c.cbc, c.mac, c.aead = nil, nil, nil, nil
 }
 
