@@ -183,9 +183,9 @@ func (c *CPE) validate(ck *checker) {
 	r := c.Reconnect
 	switch {
 	case r.Min < MinReconnect || r.Min > MaxReconnect:
-		ck.add("reconnect.min", "expected a duration ≥ %v and ≤ %v, got %q", MinReconnect, MaxReconnect, r.Min)
+		ck.add("reconnect.min", "expected a duration ≥ %s and ≤ %s, got %q", human(MinReconnect), human(MaxReconnect), human(r.Min))
 	case r.Max < r.Min || r.Max > MaxReconnect:
-		ck.add("reconnect.max", "expected a duration ≥ reconnect.min (%v) and ≤ %v, got %q", r.Min, MaxReconnect, r.Max)
+		ck.add("reconnect.max", "expected a duration ≥ reconnect.min (%s) and ≤ %s, got %q", human(r.Min), human(MaxReconnect), human(r.Max))
 	}
 	c.Metrics.validate(ck, "metrics")
 	c.Status.validate(ck, "status")

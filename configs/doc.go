@@ -1,7 +1,7 @@
 // Package configs holds the typed configuration of mpsa-hub (Hub) and
 // mpsa-cpe (CPE): plain data with documented fields and named default
 // constants, validation that names the bad field's path and what was
-// expected (`groups[1].lifetime: expected a duration ≥ 1m0s and ≤ 168h0m0s,
+// expected (`groups[1].lifetime: expected a duration ≥ 60s and ≤ 168h,
 // got "5s"`), the file rules for secrets, a reload API with diffs, and a
 // redacted rendering that is safe to log.
 //

@@ -3,6 +3,7 @@ package configs
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem with one configuration field. Path names the
@@ -78,3 +79,17 @@ func join(parent, key string) string {
 
 // index builds a list element path: index("groups", 1) = "groups[1]".
 func index(parent string, i int) string { return fmt.Sprintf("%s[%d]", parent, i) }
+
+// human formats a duration the way people write them in the file: "60s",
+// "5m", "1h", "1m30s".
+func human(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d > time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d > 0 && d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}

@@ -358,7 +358,6 @@ func (h *Hub) loadFiles(ck *checker, src *Source) []Warning {
 			loadPSKFile(ck, index("cpes", i)+".psk_file", c.PSKFile, &c.PSK)
 		}
 	}
-	h.StateDir = absPath(src.dir(), h.StateDir)
 	if st, err := os.Stat(h.StateDir); err == nil && !st.IsDir() {
 		ck.add("state_dir", "expected a directory, got %v (%s)", st.Mode().Type(), h.StateDir)
 	}
@@ -379,4 +378,30 @@ func (c *CPE) loadFiles(ck *checker, src *Source) []Warning {
 	}
 	checkKeyExport(ck, &c.KeyExport, src)
 	return warns
+}
+
+// ReadConfigFile reads a configuration file for a loader, bounded to
+// MaxConfigFileSize, and returns its mode as found on the open file (for
+// Source.FileMode).
+func ReadConfigFile(name string) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("configs: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("configs: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("configs: %s: expected a regular file, got %v", name, st.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigFileSize+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("configs: %s: %w", name, err)
+	}
+	if len(b) > MaxConfigFileSize {
+		return nil, 0, fmt.Errorf("configs: %s: expected at most %d octets", name, MaxConfigFileSize)
+	}
+	return b, st.Mode(), nil
 }

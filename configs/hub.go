@@ -4,7 +4,6 @@ import (
 	"math/big"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"time"
 
@@ -38,7 +37,17 @@ const (
 	MaxGroupName    = 32
 )
 
-var groupNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+// validGroupName reports whether s is lower-case letters, digits, '-' and
+// '_', starting with a letter or digit.
+func validGroupName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '-' || c == '_')) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // Hub is the configuration of mpsa-hub. The zero value is not valid; call
 // SetDefaults then Validate, or load it with a loader (configs/viperconf).
@@ -364,7 +373,7 @@ func (h *Hub) validateGroups(ck *checker) {
 		switch j, dup := names[g.Name]; {
 		case g.Name == "":
 			ck.add(join(p, "name"), "expected a group name")
-		case len(g.Name) > MaxGroupName || !groupNameRE.MatchString(g.Name):
+		case len(g.Name) > MaxGroupName || !validGroupName(g.Name):
 			ck.add(join(p, "name"), "expected 1 to %d lower-case letters, digits, '-' or '_' (starting with a letter or digit), got %q", MaxGroupName, g.Name)
 		case dup:
 			ck.add(join(p, "name"), "expected a unique group name, got %q again (also groups[%d])", g.Name, j)
@@ -439,13 +448,13 @@ func (g *Group) validateSenderID(ck *checker, p string, cpes int) {
 func (g *Group) validateTimes(ck *checker, p string) {
 	whole := func(key string, d time.Duration) bool {
 		if d%time.Second != 0 {
-			ck.add(join(p, key), "expected a whole number of seconds (MPSA_PUT carries seconds), got %q", d)
+			ck.add(join(p, key), "expected a whole number of seconds (MPSA_PUT carries seconds), got %q", d.String())
 			return false
 		}
 		return true
 	}
 	if g.Lifetime < MinLifetime || g.Lifetime > MaxLifetime {
-		ck.add(join(p, "lifetime"), "expected a duration ≥ %v and ≤ %v, got %q", MinLifetime, MaxLifetime, g.Lifetime)
+		ck.add(join(p, "lifetime"), "expected a duration ≥ %s and ≤ %s, got %q", human(MinLifetime), human(MaxLifetime), human(g.Lifetime))
 	} else {
 		whole("lifetime", g.Lifetime)
 	}
@@ -455,22 +464,22 @@ func (g *Group) validateTimes(ck *checker, p string) {
 		d   time.Duration
 	}{{"roll1", g.Roll1}, {"roll2", g.Roll2}} {
 		if r.d < MinRoll {
-			ck.add(join(p, r.key), "expected a duration ≥ %v, got %q", MinRoll, r.d)
+			ck.add(join(p, r.key), "expected a duration ≥ %s, got %q", human(MinRoll), human(r.d))
 			rollOK = false
 		} else if !whole(r.key, r.d) {
 			rollOK = false
 		}
 	}
 	if rollOK && g.Roll2 <= g.Roll1 {
-		ck.add(join(p, "roll2"), "expected a duration greater than roll1 (%v), got %q", g.Roll1, g.Roll2)
+		ck.add(join(p, "roll2"), "expected a duration greater than roll1 (%s), got %q", human(g.Roll1), human(g.Roll2))
 	}
 	switch {
 	case g.RekeyMargin <= 0:
-		ck.add(join(p, "rekey_margin"), "expected a positive duration, got %q", g.RekeyMargin)
+		ck.add(join(p, "rekey_margin"), "expected a positive duration, got %q", human(g.RekeyMargin))
 	case rollOK && g.RekeyMargin < g.Roll2:
-		ck.add(join(p, "rekey_margin"), "expected a duration ≥ roll2 (%v), so the old SA outlives the rollover, got %q", g.Roll2, g.RekeyMargin)
+		ck.add(join(p, "rekey_margin"), "expected a duration ≥ roll2 (%s), so the old SA outlives the rollover, got %q", human(g.Roll2), human(g.RekeyMargin))
 	case g.Lifetime >= MinLifetime && g.RekeyMargin > g.Lifetime/2:
-		ck.add(join(p, "rekey_margin"), "expected a duration ≤ half the lifetime (%v), got %q", g.Lifetime/2, g.RekeyMargin)
+		ck.add(join(p, "rekey_margin"), "expected a duration ≤ half the lifetime (%s), got %q", human(g.Lifetime/2), human(g.RekeyMargin))
 	}
 }
 

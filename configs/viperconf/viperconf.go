@@ -17,8 +17,6 @@ package viperconf
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -93,7 +91,7 @@ func load(o Options, keys []configs.Key) (map[string]any, configs.Source, error)
 	v := viper.New()
 	src := configs.Source{File: o.File, Now: o.Now}
 	if o.File != "" {
-		data, mode, err := ReadFile(o.File)
+		data, mode, err := configs.ReadConfigFile(o.File)
 		if err != nil {
 			return nil, src, err
 		}
@@ -119,29 +117,4 @@ func load(o Options, keys []configs.Key) (map[string]any, configs.Source, error)
 		})
 	}
 	return v.AllSettings(), src, nil
-}
-
-// ReadFile reads a configuration file, bounded to
-// configs.MaxConfigFileSize, and returns its mode as found on the open file.
-func ReadFile(name string) ([]byte, os.FileMode, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, 0, fmt.Errorf("configs: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, 0, fmt.Errorf("configs: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("configs: %s: expected a regular file, got %v", name, st.Mode().Type())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, configs.MaxConfigFileSize+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("configs: %s: %w", name, err)
-	}
-	if len(b) > configs.MaxConfigFileSize {
-		return nil, 0, fmt.Errorf("configs: %s: expected at most %d octets", name, configs.MaxConfigFileSize)
-	}
-	return b, st.Mode(), nil
 }
