@@ -1,0 +1,67 @@
+package xfrm
+
+import (
+	"slices"
+)
+
+// installed is what the backend has put into the kernel. Its states own
+// their key copies, wiped when the state is removed.
+type installed struct {
+	states   map[stateID]*kstate
+	policies map[policyID]kpolicy
+}
+
+func newInstalled() *installed {
+	return &installed{states: make(map[stateID]*kstate), policies: make(map[policyID]kpolicy)}
+}
+
+// plan is the ordered list of changes that turns installed into desired,
+// make-before-break: replaced states (delete then add: the kernel cannot
+// change a state's keys), new states, new and changed policies (replaced
+// in place), stale policies, stale states.
+type plan struct {
+	replace     []*kstate
+	addStates   []*kstate
+	policies    []kpolicy
+	delPolicies []policyID
+	delStates   []stateID
+}
+
+func (p *plan) empty() bool {
+	return len(p.replace)+len(p.addStates)+len(p.policies)+len(p.delPolicies)+len(p.delStates) == 0
+}
+
+func diff(have *installed, want *desired) *plan {
+	p := &plan{}
+	for id, s := range want.states {
+		old, ok := have.states[id]
+		switch {
+		case !ok:
+			p.addStates = append(p.addStates, s)
+		case !old.same(s):
+			p.replace = append(p.replace, s)
+		}
+	}
+	for id, pol := range want.policies {
+		if old, ok := have.policies[id]; !ok || old != pol {
+			p.policies = append(p.policies, pol)
+		}
+	}
+	for id := range have.policies {
+		if _, ok := want.policies[id]; !ok {
+			p.delPolicies = append(p.delPolicies, id)
+		}
+	}
+	for id := range have.states {
+		if _, ok := want.states[id]; !ok {
+			p.delStates = append(p.delStates, id)
+		}
+	}
+	byState := func(a, b *kstate) int { return a.stateID.compare(b.stateID) }
+	slices.SortFunc(p.replace, byState)
+	slices.SortFunc(p.addStates, byState)
+	slices.SortFunc(p.policies, func(a, b kpolicy) int { return a.policyID.compare(b.policyID) })
+	slices.SortFunc(p.delPolicies, policyID.compare)
+	slices.SortFunc(p.delStates, stateID.compare)
+	return p
+}
