@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
@@ -68,6 +69,7 @@ type Backend struct {
 	tun        tun.Device
 	tunName    string
 	kernelTUN  bool
+	nl         *netlink.Handle // in the namespace New ran in
 	conns      []Conn
 	out        [2][2]Conn // [raw][v6]: the socket that sends to an endpoint
 	workers    int
@@ -153,6 +155,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if err = b.openConns(cfg); err != nil {
 		b.tun.Close()
+		b.nl.Close()
 		return nil, err
 	}
 	if m, err := b.tun.MTU(); err == nil && m > mtu {
@@ -381,5 +384,6 @@ func (b *Backend) Close() error {
 	}
 	b.installed = nil
 	b.removeRoutesLocked()
+	b.nl.Close()
 	return err
 }

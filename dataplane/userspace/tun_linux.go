@@ -12,10 +12,17 @@ import (
 // openTUN uses cfg.TUN or creates a kernel TUN, brings it up and assigns
 // cfg.Addresses through netlink.
 func (b *Backend) openTUN(cfg Config, mtu int) error {
+	// A handle opened now stays in the network namespace New runs in, so
+	// later route changes from any goroutine land there too.
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("dataplane: netlink: %w", err)
+	}
+	b.nl = nl
 	if cfg.TUN != nil {
 		b.tun = cfg.TUN
 		b.tunName, _ = cfg.TUN.Name()
-		_, err := netlink.LinkByName(b.tunName)
+		_, err := nl.LinkByName(b.tunName)
 		b.kernelTUN = err == nil && cfg.TUN.File() != nil
 		return nil
 	}
@@ -25,25 +32,30 @@ func (b *Backend) openTUN(cfg Config, mtu int) error {
 	}
 	dev, err := tun.CreateTUN(name, mtu)
 	if err != nil {
+		nl.Close()
 		return fmt.Errorf("dataplane: TUN %s: %w", name, err)
 	}
 	b.tun = dev
 	b.tunName, _ = dev.Name()
 	b.kernelTUN = true
-	link, err := netlink.LinkByName(b.tunName)
+	link, err := nl.LinkByName(b.tunName)
 	if err == nil {
 		for _, p := range cfg.Addresses {
 			addr := &netlink.Addr{IPNet: prefixToIPNet(p)}
-			if err = netlink.AddrReplace(link, addr); err != nil {
+			if p.Addr().Is6() {
+				addr.Flags = unix.IFA_F_NODAD
+			}
+			if err = nl.AddrReplace(link, addr); err != nil {
 				break
 			}
 		}
 	}
 	if err == nil {
-		err = netlink.LinkSetUp(link)
+		err = nl.LinkSetUp(link)
 	}
 	if err != nil {
 		dev.Close()
+		nl.Close()
 		return fmt.Errorf("dataplane: TUN %s: %w", b.tunName, err)
 	}
 	return nil
@@ -61,7 +73,7 @@ func (b *Backend) SetRoutes(prefixes []netip.Prefix) error {
 	if !b.kernelTUN {
 		return fmt.Errorf("dataplane: %s is not a kernel TUN; no routes to program", b.tunName)
 	}
-	link, err := netlink.LinkByName(b.tunName)
+	link, err := b.nl.LinkByName(b.tunName)
 	if err != nil {
 		return fmt.Errorf("dataplane: TUN %s: %w", b.tunName, err)
 	}
@@ -74,7 +86,7 @@ func (b *Backend) SetRoutes(prefixes []netip.Prefix) error {
 			continue
 		}
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto}
-		if err := netlink.RouteReplace(r); err != nil {
+		if err := b.nl.RouteReplace(r); err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("dataplane: route %v: %w", p, err)
 			}
@@ -85,7 +97,7 @@ func (b *Backend) SetRoutes(prefixes []netip.Prefix) error {
 	for p := range b.routes {
 		if !want[p] {
 			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto}
-			if err := netlink.RouteDel(r); err != nil && err != unix.ESRCH && firstErr == nil {
+			if err := b.nl.RouteDel(r); err != nil && err != unix.ESRCH && firstErr == nil {
 				firstErr = fmt.Errorf("dataplane: route %v: %w", p, err)
 			}
 			delete(b.routes, p)
@@ -102,10 +114,10 @@ func (b *Backend) removeRoutesLocked() {
 	if len(b.routes) == 0 {
 		return
 	}
-	link, err := netlink.LinkByName(b.tunName)
+	link, err := b.nl.LinkByName(b.tunName)
 	if err == nil {
 		for p := range b.routes {
-			_ = netlink.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto})
+			_ = b.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixToIPNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto})
 		}
 	}
 	clear(b.routes)
