@@ -38,7 +38,8 @@
 //	244   ROLL1      1                   16387 TLV, 4 octets, seconds
 //	245   ROLL2      1                   16388 TLV, 4 octets, seconds
 //	246   SENDER_ID  1                   16389 TV: bits; 16390 TLV, 4 octets: ID
-//	                                     (AEAD only; this product's private use)
+//	                                     (required for AEAD, optional for CBC;
+//	                                     this product's private use)
 //
 // Erratum: the draft's figure of the example labels the ROLL1 and ROLL2
 // attributes "16386 (Lifetime)". That is a copy-and-paste slip: the text of
@@ -50,7 +51,7 @@
 // understand (unknown transform types or IDs, unknown or duplicate
 // attributes, duplicate or missing transforms, extra octets), wrong lengths,
 // LIFE 0, an SK_d of the wrong size, ROLL1 > ROLL2, ROLL2 ≥ LIFE, and a
-// Sender-ID missing for AEAD or present otherwise, with a *FieldError that
+// Sender-ID missing for AEAD or out of range, with a *FieldError that
 // names the field. The draft gives no timing semantics beyond "time left", so
 // LIFE, ROLL1 and ROLL2 are all counted from when the CPE receives the
 // notify; the hub computes them from absolute times so that every CPE

@@ -71,7 +71,8 @@ type Put struct {
 
 	// SenderIDBits > 0 gives this CPE a Sender-ID (RFC 6054): the high
 	// SenderIDBits of every IV it sends on the SA carry SenderID. Required
-	// for AEAD suites, absent otherwise.
+	// for AEAD suites, optional for AES-CBC (where it buys per-sender
+	// anti-replay).
 	SenderIDBits uint8
 	SenderID     uint32
 }
@@ -133,11 +134,9 @@ func (p *Put) Validate() error {
 	switch {
 	case aead && p.SenderIDBits == 0:
 		return fieldErr("SENDER_ID", "missing; %v on a shared key needs one (RFC 6054)", p.Suite.Encr)
-	case !aead && p.SenderIDBits != 0:
-		return fieldErr("SENDER_ID", "present with %v, which has no counter-mode IV", p.Suite.Encr)
 	case p.SenderIDBits > MaxSenderIDBits:
 		return fieldErr("SENDER_ID", "%d bits, at most %d", p.SenderIDBits, MaxSenderIDBits)
-	case aead && (p.SenderID == 0 || uint64(p.SenderID) >= 1<<p.SenderIDBits):
+	case p.SenderIDBits != 0 && (p.SenderID == 0 || uint64(p.SenderID) >= 1<<p.SenderIDBits):
 		return fieldErr("SENDER_ID", "value %d outside 1 to %d", p.SenderID, uint64(1)<<p.SenderIDBits-1)
 	}
 	return nil
@@ -148,7 +147,7 @@ func secs(d time.Duration) uint32 { return uint32(d / time.Second) }
 // Encode validates p and returns the MPSA_PUT notify: protocol ESP, the SPI in
 // the notify header and in the proposal-like substructure, transforms in the
 // draft's order (ENCR, PRF, INTEG, NONCE, SKD, LIFE, ROLL1, ROLL2) followed by
-// SENDER_ID for AEAD suites, which carry no INTEG. The caller wipes the
+// SENDER_ID when there is one; AEAD suites carry no INTEG. The caller wipes the
 // returned Data (it holds SK_d) once sent.
 func (p *Put) Encode() (Notify, error) {
 	if err := p.Validate(); err != nil {

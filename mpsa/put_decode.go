@@ -18,8 +18,7 @@ import (
 // or duplicate attributes (there is no optional data in MPSA_PUT: anything
 // not understood is critical), a Nonce outside 16–256 octets, an SK_d that is
 // not the PRF's key length, LIFE 0, ROLL1 after ROLL2 or ROLL2 not before
-// LIFE, and a Sender-ID that is missing for an AEAD suite, present for
-// another, or out of range. RESERVED fields are ignored (RFC 7296 §3.3).
+// LIFE, and a Sender-ID that is missing for an AEAD suite or out of range. RESERVED fields are ignored (RFC 7296 §3.3).
 //
 // The returned Put owns copies of the Nonce and SK_d; the caller wipes it.
 // n.Data is not kept.

@@ -152,7 +152,7 @@ func randomPut(r *rand.Rand) *Put {
 	p.Life = time.Duration(1+r.Uint32N(1<<32-1)) * time.Second
 	p.Roll2 = time.Duration(r.Int64N(int64(p.Life/time.Second))) * time.Second
 	p.Roll1 = time.Duration(r.Int64N(int64(p.Roll2/time.Second)+1)) * time.Second
-	if p.Suite.Encr.IsAEAD() {
+	if p.Suite.Encr.IsAEAD() || r.IntN(3) == 0 {
 		p.SenderIDBits = uint8(1 + r.IntN(MaxSenderIDBits))
 		p.SenderID = uint32(1 + r.Uint64N(1<<p.SenderIDBits-1))
 	}
@@ -261,8 +261,13 @@ func TestDecodeValidBuilders(t *testing.T) {
 			t.Errorf("gcm Sender-ID %d/%d", p.SenderID, p.SenderIDBits)
 		}
 	}
+	// CBC with a Sender-ID, for per-sender anti-replay.
+	ts := append(cbcTransforms(), gcmTransforms()[7])
+	if p, err := DecodePut(Notify{Protocol: 3, Type: NotifyPut, SPI: u32(0xc0ffee01), Data: rawData(0xc0ffee01, ts)}); err != nil || p.SenderIDBits != 16 || p.SenderID != 7 {
+		t.Errorf("CBC with a Sender-ID: %v", err)
+	}
 	// AEAD with an explicit INTEG NONE is accepted too (RFC 7296 §3.3.3).
-	ts := gcmTransforms()
+	ts = gcmTransforms()
 	ts = append(ts[:2], append([]rawTransform{{3, 0, nil}}, ts[2:]...)...)
 	if _, err := DecodePut(Notify{Protocol: 3, Type: NotifyPut, SPI: u32(0xc0ffee01), Data: rawData(0xc0ffee01, ts)}); err != nil {
 		t.Errorf("AEAD with INTEG NONE: %v", err)
@@ -340,8 +345,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"ROLL1 after ROLL2", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(cbcTransforms, set(6, rawTransform{244, 1, tlvAttr(16387, u32(61))}))}, "ROLL2"},
 		{"ROLL2 not before LIFE", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(cbcTransforms, set(7, rawTransform{245, 1, tlvAttr(16388, u32(3600))}))}, "ROLL2"},
 		{"GCM without SENDER_ID", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(gcmTransforms, drop(7))}, "SENDER_ID"},
-		{"CBC with SENDER_ID", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(cbcTransforms, func(ts []rawTransform) []rawTransform {
-			return append(ts, gcmTransforms()[7])
+		{"CBC with SENDER_ID 0", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(cbcTransforms, func(ts []rawTransform) []rawTransform {
+			return append(ts, rawTransform{246, 1, append(tvAttr(16389, 16), tlvAttr(16390, u32(0))...)})
 		})}, "SENDER_ID"},
 		{"GCM with HMAC", Notify{Protocol: 3, Type: NotifyPut, SPI: u32(spi), Data: with(gcmTransforms, func(ts []rawTransform) []rawTransform {
 			return append(ts, rawTransform{3, 12, nil})
@@ -373,7 +378,7 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		"life 0":       func(p *Put) { p.Life = 0 },
 		"short SK_d":   func(p *Put) { p.SKd = p.SKd[:10] },
 		"GCM no SID":   func(p *Put) { p.Suite = suiteGCM },
-		"CBC with SID": func(p *Put) { p.SenderIDBits, p.SenderID = 8, 1 },
+		"SID 0":        func(p *Put) { p.SenderIDBits, p.SenderID = 8, 0 },
 		"life > 2^32s": func(p *Put) { p.Life = (1 << 32) * time.Second },
 		"roll1>roll2":  func(p *Put) { p.Roll1 = p.Roll2 + time.Second },
 	} {
