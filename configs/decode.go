@@ -191,7 +191,11 @@ func (d *decoder) decode(path string, in any, out reflect.Value, secret bool) {
 		n, ok := toInt(in)
 		lo, hi := intRange(t)
 		if !ok || n < lo || n > hi {
-			d.fail(path, "expected an integer in %d..%d, got %s", lo, hi, describe(in, secret))
+			if t.Kind() == reflect.Int || t.Kind() == reflect.Int64 {
+				d.fail(path, "expected an integer, got %s", describe(in, secret))
+			} else {
+				d.fail(path, "expected an integer in %d..%d, got %s", lo, hi, describe(in, secret))
+			}
 			return
 		}
 		out.SetInt(n)
