@@ -52,6 +52,7 @@ const (
 	maxBatch   = 128
 	maxGSOSegs = 64
 	gsoMaxSize = 65000
+	sockBuf    = 8 << 20
 )
 
 // ListenUDP opens the ESP-in-UDP socket on port (4500) for the family of
@@ -106,13 +107,17 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 	}
 	c.read = c.doRead
 	c.write = c.doWrite
-	if !raw {
-		// Big socket buffers: bursts of GSO/TSO-sized batches.
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
-		})
-	}
+	// Big socket buffers absorb the bursts a TSO/GSO super-packet makes.
+	// A full raw socket is worse than a lost packet: the kernel then answers
+	// the sender with ICMP protocol unreachable.
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+		}
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+		}
+	})
 	return c, nil
 }
 
