@@ -68,22 +68,26 @@
 //
 // # Transforms, Sender-IDs and replay protection
 //
-// Every CPE of a group sends with the same key. With AES-CBC the IV is random
-// per packet and nothing repeats, so CBC + HMAC is the default
-// (AES-CBC-256 + HMAC-SHA2-256-128, PRF HMAC-SHA2-256). Counter-mode AEADs
-// (AES-GCM-16, ChaCha20-Poly1305) would repeat nonces across senders, so a
-// group may use one only with Sender-IDs (RFC 6054): the hub gives each CPE,
-// in its MPSA_PUT, a Sender-ID that fills the high SenderIDBits (default 16)
-// of every IV the CPE sends; the rest of the IV is the CPE's own counter.
-// A CPE that did not announce Sender-ID support cannot join such a group; the
-// hub refuses it (ErrNoSenderID) and logs why.
+// Every CPE of a group sends with the same key. With AES-CBC the IVs are
+// unpredictable and the senders' IV spaces kept apart by esp/, so CBC + HMAC
+// is the default (AES-CBC-256 + HMAC-SHA2-256-128, PRF HMAC-SHA2-256).
+// Counter-mode AEADs (AES-GCM-16, ChaCha20-Poly1305) would repeat nonces
+// across senders, so a group may use one only with Sender-IDs (RFC 6054):
+// the hub gives each CPE, in its MPSA_PUT, a Sender-ID that fills the high
+// SenderIDBits (default 16) of every IV the CPE sends; the rest of the IV is
+// the CPE's own counter (see esp/). A CBC group may opt into Sender-IDs too
+// (GroupConfig.SenderIDBits), for the per-sender anti-replay below. A CPE
+// that did not announce Sender-ID support cannot join a group with
+// Sender-IDs; the hub refuses it (ErrNoSenderID) and logs why.
 //
 // A Sender-ID is allocated per group SA (epoch) and per IKE SA of the CPE,
 // never reused within an epoch: a CPE that reconnects (maybe rebooted, its IV
-// counter reset) gets a fresh one, so no (key, IV) pair can repeat. IDs are
-// reserved in blocks in the store, so a hub restart never hands out an ID
-// again. A new epoch starts a fresh ID space; when an epoch's space runs out
-// the hub rekeys the group.
+// counter reset) gets a fresh one, so no (key, IV) pair can repeat. An IKE SA
+// rekey keeps it (same CPE, same counters). IDs are reserved in blocks of 256
+// in the store, so a hub restart never hands out an ID again. A new epoch
+// starts a fresh ID space; when an epoch's space runs out the hub rekeys the
+// group (unless more CPEs are connected than the width allows, which is
+// logged and leaves the extra CPEs without the SA).
 //
 // Replay protection: the draft has none (its §5.2.1), because senders share
 // one sequence number space. Without Sender-IDs the group SA is installed
@@ -106,10 +110,22 @@
 // fast.
 //
 // Times: an epoch has absolute creation and expiry times and rollover times
-// created+Roll1 and created+Roll2. Each MPSA_PUT carries what is left of them
-// at the moment it is sent (never negative), so a CPE reached late still
-// switches with the others. The old epoch dies on the hub (keys wiped) at
-// the new epoch's created+Roll2 or its own expiry, whichever is first.
+// created+Roll1 and created+Roll2. Each MPSA_PUT is encoded when it is sent
+// and carries what is left of them at that moment (never negative), so a CPE
+// reached late, after retries, still switches with the others (transit time
+// aside). The old epoch dies on the hub (keys wiped) at the new epoch's
+// created+Roll2 or its own expiry, whichever is first. A group config must
+// keep Roll1 ≤ Roll2 < RekeyMargin < Lifetime; the margin is also the time
+// the hub has to reach every CPE before the old SA ends.
+//
+// The daemon drives it like this: Policy.VendorIDs gets VendorIDs();
+// after IKE_AUTH, Connected(identity, session, PeerCapabilities(...));
+// EventIKERekeyed → SessionRekeyed; IKE SA gone → Disconnected; config
+// (re)load → AddGroup per group, then Sync (revoking every Provisioned CPE no
+// longer configured) — groups before Sync, though a revocation of a CPE whose
+// group is added later still rekeys it; a timer at NextDeadline → Tick.
+// Revoked or moved CPEs must have their IKE SA deleted by the daemon (a moved
+// CPE then reconnects into its new group).
 //
 // Group state (epochs with their SK_d and Nonce, Sender-ID reservations, the
 // provisioned CPEs) lives in a bbolt file opened with OpenStore, mode 0600.
@@ -122,15 +138,25 @@
 //
 // # CPE: Member
 //
-// Member checks and derives a received MPSA_PUT (a bad one is refused with a
-// log line naming the field; the current SA stays) and runs the rollover of
+// Member checks and derives a received MPSA_PUT (a bad one, or one reusing a
+// held SPI with other keys, is refused with a log line naming the field; the
+// current SA stays) and runs the rollover of
 // draft §3.3.3 after RFC 6407: the new SA is accepted inbound at once, used
 // outbound after ROLL1, and the previous SA is removed after ROLL2; an SA
 // whose LIFE ends is removed, successor or not. The first SA is used both
 // ways at once (ROLL1/ROLL2 have no meaning without an old SA). Member.SAs
-// is the desired []dataplane.SA for Backend.Set. The group SA survives the
-// loss of the IKE SA to the hub (CPE↔CPE traffic does not need the hub);
-// only LIFE ends it.
+// is the desired []dataplane.SA for Backend.Set: Tunnel from MemberConfig,
+// Dir Both for the outbound SA and In for the others, the Sender-ID and
+// bits, ReplayWindow 0 without Sender-IDs. The same SA received again (hub
+// restart, IKE reconnect) only refreshes its LIFE and Sender-ID, so the data
+// plane keeps running. The group SA survives the loss of the IKE SA to the
+// hub (CPE↔CPE traffic does not need the hub); only LIFE ends it. On the CPE
+// the daemon passes Policy.Informational's notifies to Handle, ticks at
+// NextDeadline and calls Backend.Set with SAs after every change.
+//
+// The group SPI is chosen by the hub while a CPE's CHILD_SA SPIs are chosen
+// by the CPE, so the two may collide (odds 2^-32 per pair); the data plane's
+// State.Validate refuses such a State and the daemon logs it.
 //
 // Keys never reach logs: Put and esp.Keys print only SPI and suite. Every
 // copy of SK_d, Nonce or derived keys is wiped when its SA dies.

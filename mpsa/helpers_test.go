@@ -250,3 +250,5 @@ func groupStatus(t *testing.T, ks *KeyServer, name string) GroupStatus {
 	t.Fatalf("no group %s", name)
 	return GroupStatus{}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

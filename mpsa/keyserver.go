@@ -320,7 +320,8 @@ func (ks *KeyServer) RemoveGroup(name string) error {
 }
 
 // Provision puts a CPE into a group, or moves it. Moving it out of a group
-// revokes it there (that group is rekeyed at once).
+// revokes it there (that group is rekeyed at once); the daemon deletes its
+// IKE SA so that it reconnects into the new group.
 func (ks *KeyServer) Provision(name, group string) error {
 	return ks.Sync(nil, map[string]string{name: group})
 }
@@ -657,7 +658,9 @@ func (ks *KeyServer) informed(s send, err error) {
 		e.ackSum += c.ackLatency
 		e.ackMax = max(e.ackMax, c.ackLatency)
 		ks.log.Debug("MPSA_PUT acknowledged", "id", c.name, "group", c.groupName, "epoch", e.n, "esp_spi", hex32(e.spi))
-		if g := c.group; g != nil && !e.announcedAllAck && e == g.newest() && ks.allAckedLocked(g, e) {
+		// e.acked ≥ connected is necessary for all to have acked; only
+		// then is the O(n) check worth it.
+		if g := c.group; g != nil && !e.announcedAllAck && e == g.newest() && e.acked >= g.connected && ks.allAckedLocked(g, e) {
 			e.announcedAllAck = true
 			ks.log.Info("group SA distributed", "group", g.cfg.Name, "epoch", e.n, "esp_spi", hex32(e.spi),
 				"reason", fmt.Sprintf("all %d connected CPEs acknowledged", g.connected))

@@ -799,3 +799,59 @@ func hexString(b []byte) string {
 	}
 	return string(s)
 }
+
+func TestSyncRekeysOnce(t *testing.T) {
+	h := newHub(t, nil, []GroupConfig{acme}, map[string]string{"a1": "acme", "a2": "acme", "a3": "acme", "a4": "acme"})
+	h.connectAll()
+	if err := h.ks.Sync([]string{"a3", "a4", "unknown"}, map[string]string{"a5": "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	h.w.flush()
+	st := groupStatus(t, h.ks, "acme")
+	if len(st.Epochs) != 2 || len(st.CPEs) != 3 {
+		t.Fatalf("after revoking two: %d epochs, CPEs %+v", len(st.Epochs), st.CPEs)
+	}
+	for _, n := range []string{"a3", "a4"} {
+		if len(h.cpes[n].received) != 1 {
+			t.Errorf("%s received the new SA", n)
+		}
+	}
+	// Moving a CPE to another group revokes it in the first.
+	if err := h.ks.AddGroup(beta); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ks.Provision("a2", "beta"); err != nil {
+		t.Fatal(err)
+	}
+	if st := groupStatus(t, h.ks, "acme"); len(st.Epochs) != 3 {
+		t.Errorf("move did not rekey the old group: %d epochs", len(st.Epochs))
+	}
+	if got := h.ks.Provisioned(); got["a2"] != "beta" || len(got) != 3 {
+		t.Errorf("provisioning %v", got)
+	}
+}
+
+func TestBlockingSession(t *testing.T) {
+	release := make(chan error)
+	var got []Notify
+	s := BlockingSession(func(ns []Notify) error {
+		got = ns
+		return <-release
+	})
+	done := make(chan error, 2)
+	s.Inform([]Notify{{Type: NotifyPut}}, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		t.Fatalf("done before the send returned: %v", err)
+	default:
+	}
+	release <- errLost
+	select {
+	case err := <-done:
+		if err != errLost || len(got) != 1 {
+			t.Errorf("done(%v), sent %v", err, got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("done never called")
+	}
+}
