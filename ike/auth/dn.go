@@ -161,8 +161,9 @@ func valueString(v asn1.RawValue) (string, bool) {
 	return "", false
 }
 
-// dnEqual compares two DNs attribute by attribute. With wildcards, a value
-// "*" in pattern p matches any value of that attribute in d.
+// dnEqual compares two DNs attribute by attribute, the members of a
+// multi-valued RDN in any order (it is a SET). With wildcards, a value "*"
+// in pattern p matches any value of that attribute in d.
 func dnEqual(p, d dn, wildcards bool) bool {
 	if len(p) != len(d) {
 		return false
@@ -171,31 +172,40 @@ func dnEqual(p, d dn, wildcards bool) bool {
 		if len(p[i]) != len(d[i]) {
 			return false
 		}
-		for j := range p[i] {
-			a, b := p[i][j], d[i][j]
-			if !a.Type.Equal(b.Type) {
-				return false
-			}
-			sa, oka := valueString(a.Value)
-			if wildcards && oka && sa == "*" {
-				continue
-			}
-			sb, okb := valueString(b.Value)
-			switch {
-			case oka && okb:
-				if !strings.EqualFold(strings.TrimSpace(sa), strings.TrimSpace(sb)) {
-					return false
+		var used uint64 // len(d[i]) <= maxDNAttrs = 64
+		for _, a := range p[i] {
+			found := false
+			for j, b := range d[i] {
+				if used&(1<<j) == 0 && atvEqual(a, b, wildcards) {
+					used |= 1 << j
+					found = true
+					break
 				}
-			case !oka && !okb:
-				if string(a.Value.FullBytes) != string(b.Value.FullBytes) {
-					return false
-				}
-			default:
+			}
+			if !found {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+func atvEqual(a, b atv, wildcards bool) bool {
+	if !a.Type.Equal(b.Type) {
+		return false
+	}
+	sa, oka := valueString(a.Value)
+	if wildcards && oka && sa == "*" {
+		return true
+	}
+	sb, okb := valueString(b.Value)
+	switch {
+	case oka && okb:
+		return strings.EqualFold(strings.TrimSpace(sa), strings.TrimSpace(sb))
+	case !oka && !okb:
+		return string(a.Value.FullBytes) == string(b.Value.FullBytes)
+	}
+	return false
 }
 
 // formatDN prints d in the package's DN syntax (DER order).

@@ -55,10 +55,6 @@ func ParsePattern(s string) (Pattern, error) {
 			p.suffix = sep + rest
 			return p, nil
 		}
-		if typ == IDRFC822 && strings.HasPrefix(val, "@") { // strongSwan's "@example.net" form
-			p.suffix = val
-			return p, nil
-		}
 	case IDIPv4, IDIPv6:
 		if strings.Contains(val, "/") {
 			pfx, err := netip.ParsePrefix(val)
