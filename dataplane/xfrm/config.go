@@ -35,18 +35,11 @@ const (
 // which the kernel's IV generators cannot produce.
 var ErrSenderID = errors.New("xfrm: the kernel cannot send Sender-ID IVs (RFC 6054); use the userspace backend for this group")
 
-// Entry is one resolved FIB entry: packets to Prefix go to NextHop. A zero
-// NextHop in a change removes the entry.
-type Entry struct {
-	Prefix  netip.Prefix
-	NextHop routing.NextHop
-}
-
-// Routes is what the backend reads from the FIB: the resolved entries now,
-// then batches of changes. The channel is closed when cancel is called or
-// the FIB goes away; cancel may be called more than once.
+// Routes is the FIB the backend follows: a *routing.FIB. The backend takes
+// the first next hop of each forwarding entry; multipath needs the
+// userspace backend (an XFRM policy leads to one endpoint).
 type Routes interface {
-	Subscribe() (snapshot []Entry, changes <-chan []Entry, cancel func())
+	Subscribe() *routing.Subscription
 }
 
 // Config configures a Backend.
@@ -81,7 +74,7 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Applied, if set, is called after every reconciliation the backend
-	// runs on its own (after a FIB change), with its result. Tests wait on
+	// runs on its own (after a FIB update), with its result. Tests wait on
 	// it; daemons may export it. It must not call the Backend.
 	Applied func(error)
 }
