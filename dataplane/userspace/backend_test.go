@@ -20,23 +20,21 @@ import (
 	"github.com/mpsa-vpn/mpsa/transform"
 )
 
-// staticFIB is a longest-prefix-match table for tests that need no
-// recursive resolution.
-type staticFIB struct {
-	mu     sync.Mutex
-	routes map[netip.Prefix]routing.NextHop
+// newFIB returns a routing FIB holding static routes prefix -> endpoint.
+func newFIB(t testing.TB, routes map[string]routing.NextHop) *routing.FIB {
+	t.Helper()
+	f := routing.New()
+	for p, nh := range routes {
+		addRoute(t, f, netip.MustParsePrefix(p), nh)
+	}
+	return f
 }
 
-func (f *staticFIB) Lookup(dst netip.Addr) (routing.NextHop, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	best, found := -1, routing.NextHop{}
-	for p, nh := range f.routes {
-		if p.Contains(dst) && p.Bits() > best {
-			best, found = p.Bits(), nh
-		}
+func addRoute(t testing.TB, f *routing.FIB, p netip.Prefix, nh routing.NextHop) {
+	t.Helper()
+	if err := f.Upsert(routing.Route{Prefix: p, Endpoint: nh.Endpoint, Tunnel: nh.Tunnel, Source: routing.SourceStatic}); err != nil {
+		t.Fatal(err)
 	}
-	return found, best >= 0
 }
 
 const groupTunnel routing.Tunnel = 7
@@ -61,7 +59,7 @@ func groupKeys(t testing.TB, s transform.ESP, spi uint32) esp.Keys {
 type node struct {
 	b    *userspace.Backend
 	tun  *tuntest.ChannelTUN
-	fib  *staticFIB
+	fib  *routing.FIB
 	addr netip.AddrPort
 }
 
@@ -76,7 +74,7 @@ func pair(t *testing.T, s transform.ESP, raw bool, outer4 bool) (a, b *node, nw 
 		if raw {
 			ap = netip.AddrPortFrom(addr, 0)
 		}
-		n := &node{tun: tuntest.NewChannelTUN(8), fib: &staticFIB{routes: map[netip.Prefix]routing.NextHop{}}, addr: ap}
+		n := &node{tun: tuntest.NewChannelTUN(8), fib: routing.New(), addr: ap}
 		c := nw.Listen(ap, raw)
 		var err error
 		n.b, err = userspace.New(userspace.Config{FIB: n.fib, TUN: n.tun, Conns: []userspace.Conn{c}, Workers: 2, Logger: quiet})
@@ -91,10 +89,10 @@ func pair(t *testing.T, s transform.ESP, raw bool, outer4 bool) (a, b *node, nw 
 		ipA, ipB = "2001:db8::1", "2001:db8::2"
 	}
 	a, b = mk(ipA, "10.1.0.0/24"), mk(ipB, "10.2.0.0/24")
-	a.fib.routes[netip.MustParsePrefix("10.2.0.0/24")] = routing.NextHop{Endpoint: b.addr, Tunnel: groupTunnel}
-	a.fib.routes[netip.MustParsePrefix("fd00:2::/64")] = routing.NextHop{Endpoint: b.addr, Tunnel: groupTunnel}
-	b.fib.routes[netip.MustParsePrefix("10.1.0.0/24")] = routing.NextHop{Endpoint: a.addr, Tunnel: groupTunnel}
-	b.fib.routes[netip.MustParsePrefix("fd00:1::/64")] = routing.NextHop{Endpoint: a.addr, Tunnel: groupTunnel}
+	addRoute(t, a.fib, netip.MustParsePrefix("10.2.0.0/24"), routing.NextHop{Endpoint: b.addr, Tunnel: groupTunnel})
+	addRoute(t, a.fib, netip.MustParsePrefix("fd00:2::/64"), routing.NextHop{Endpoint: b.addr, Tunnel: groupTunnel})
+	addRoute(t, b.fib, netip.MustParsePrefix("10.1.0.0/24"), routing.NextHop{Endpoint: a.addr, Tunnel: groupTunnel})
+	addRoute(t, b.fib, netip.MustParsePrefix("fd00:1::/64"), routing.NextHop{Endpoint: a.addr, Tunnel: groupTunnel})
 	var bits uint8
 	if s.Encr.IsAEAD() {
 		bits = 8
@@ -285,9 +283,7 @@ func TestDropsAndIKE(t *testing.T) {
 	// No route and no SA.
 	send(t, a.tun, tuntest.Ping(netip.MustParseAddr("10.9.0.1"), src, 1, 1, nil))
 	waitFor(t, "no_route drop", func() bool { return a.b.Drops(esp.DropNoRoute) == 1 })
-	a.fib.mu.Lock()
-	a.fib.routes[netip.MustParsePrefix("10.3.0.0/24")] = routing.NextHop{Endpoint: b.addr, Tunnel: 99}
-	a.fib.mu.Unlock()
+	addRoute(t, a.fib, netip.MustParsePrefix("10.3.0.0/24"), routing.NextHop{Endpoint: b.addr, Tunnel: 99})
 	send(t, a.tun, tuntest.Ping(netip.MustParseAddr("10.3.0.1"), src, 1, 1, nil))
 	waitFor(t, "no_sa drop", func() bool { return a.b.Drops(esp.DropNoSA) == 1 })
 	st := b.b.Stats()
@@ -389,9 +385,9 @@ func TestRekeyDue(t *testing.T) {
 	s := transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}
 	nw := conntest.NewNetwork()
 	tun := tuntest.NewChannelTUN(1)
-	fib := &staticFIB{routes: map[netip.Prefix]routing.NextHop{
-		netip.MustParsePrefix("10.2.0.0/24"): {Endpoint: netip.MustParseAddrPort("192.0.2.2:4500"), Tunnel: 1},
-	}}
+	fib := newFIB(t, map[string]routing.NextHop{
+		"10.2.0.0/24": {Endpoint: netip.MustParseAddrPort("192.0.2.2:4500"), Tunnel: 1},
+	})
 	due := make(chan uint32, 1)
 	b, err := userspace.New(userspace.Config{FIB: fib, TUN: tun, Conns: []userspace.Conn{nw.Listen(netip.MustParseAddrPort("192.0.2.1:4500"), false)},
 		OnRekeyDue: func(spi uint32) { due <- spi }, Logger: quiet})

@@ -30,13 +30,14 @@ import (
 
 // site is one CPE namespace with its LAN host namespace behind it.
 type site struct {
-	i        int
-	cpe, lan *testenv.Netns
-	outer4   netip.Addr
-	outer6   netip.Addr
-	host4    netip.Addr
-	host6    netip.Addr
-	b        *userspace.Backend
+	i          int
+	cpe, lan   *testenv.Netns
+	outer4     netip.Addr
+	outer6     netip.Addr
+	host4      netip.Addr
+	host6      netip.Addr
+	b          *userspace.Backend
+	stopFollow func()
 }
 
 // threeSites builds the topology of the issue: three CPE namespaces on a
@@ -86,8 +87,7 @@ func threeSites(t *testing.T) (core *testenv.Netns, sites []*site) {
 func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
 	t.Helper()
 	for _, s := range sites {
-		fib := &staticFIB{routes: map[netip.Prefix]routing.NextHop{}}
-		var prefixes []netip.Prefix
+		fib := routing.New()
 		for _, o := range sites {
 			if o == s {
 				continue
@@ -104,8 +104,7 @@ func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
 				netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", o.i)),
 				netip.MustParsePrefix(fmt.Sprintf("fd00:%d::/64", o.i)),
 			} {
-				fib.routes[p] = routing.NextHop{Endpoint: netip.AddrPortFrom(ep, port), Tunnel: 1}
-				prefixes = append(prefixes, p)
+				addRoute(t, fib, p, routing.NextHop{Endpoint: netip.AddrPortFrom(ep, port), Tunnel: 1})
 			}
 		}
 		err := s.cpe.Do(func() error {
@@ -130,14 +129,28 @@ func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
 		if err := s.b.Set(st); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.b.SetRoutes(prefixes); err != nil {
-			t.Fatal(err)
+		// Kernel routes follow the FIB through its change feed.
+		sub := fib.Subscribe()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func(b *userspace.Backend) { done <- b.FollowRoutes(ctx, sub) }(s.b)
+		s.stopFollow = func() {
+			cancel()
+			sub.Close()
+			if err := <-done; err != nil {
+				t.Errorf("FollowRoutes: %v", err)
+			}
 		}
+		waitFor(t, "kernel routes", func() bool { return len(s.b.Routes()) == 4 })
 	}
 }
 
 func stop(sites []*site) {
 	for _, s := range sites {
+		if s.stopFollow != nil {
+			s.stopFollow()
+			s.stopFollow = nil
+		}
 		if s.b != nil {
 			s.b.Close()
 			s.b = nil
