@@ -1,16 +1,25 @@
 package configs
 
+import (
+	"slices"
+	"strings"
+)
+
 // BuildHub turns a configuration tree into a checked Hub: it decodes the
 // tree, applies defaults, validates every field, applies the permission
 // rules to src.File, and reads and checks every file the configuration
 // names (PSK files, certificates, keys). Unknown keys and other non-fatal
 // findings are returned as warnings; every problem is in the Errors.
 func BuildHub(tree map[string]any, src Source) (*Hub, []Warning, error) {
-	h, warns, err := DecodeHub(tree)
-	if err != nil {
-		return nil, warns, err
-	}
+	h, warns, derr := DecodeHub(tree)
 	h.SetDefaults()
+	if derr != nil {
+		// Report what validation finds in the fields that did decode too,
+		// so one run lists every problem.
+		var ck checker
+		h.validate(&ck)
+		return nil, warns, merge(derr.(Errors), ck.errs)
+	}
 	w, err := h.resolve(&src)
 	warns = append(warns, w...)
 	if err != nil {
@@ -21,11 +30,13 @@ func BuildHub(tree map[string]any, src Source) (*Hub, []Warning, error) {
 
 // BuildCPE is BuildHub for the CPE.
 func BuildCPE(tree map[string]any, src Source) (*CPE, []Warning, error) {
-	c, warns, err := DecodeCPE(tree)
-	if err != nil {
-		return nil, warns, err
-	}
+	c, warns, derr := DecodeCPE(tree)
 	c.SetDefaults()
+	if derr != nil {
+		var ck checker
+		c.validate(&ck)
+		return nil, warns, merge(derr.(Errors), ck.errs)
+	}
 	w, err := c.resolve(&src)
 	warns = append(warns, w...)
 	if err != nil {
@@ -76,3 +87,19 @@ func (h *Hub) Wipe() {
 
 // Wipe zeroes the PSK held by c.
 func (c *CPE) Wipe() { c.Credentials.PSK.Wipe() }
+
+// merge adds validation errors to decoding errors, leaving out those about
+// a field that failed to decode (or lies under one): its value was not
+// used, so what validation says of it would only confuse.
+func merge(decode, validate Errors) Errors {
+	out := decode
+	for _, v := range validate {
+		if !slices.ContainsFunc(decode, func(d *FieldError) bool {
+			return v.Path == d.Path || strings.HasPrefix(v.Path, d.Path+".") || strings.HasPrefix(v.Path, d.Path+"[") ||
+				strings.HasPrefix(d.Path, v.Path+".") || strings.HasPrefix(d.Path, v.Path+"[")
+		}) {
+			out = append(out, v)
+		}
+	}
+	return out
+}

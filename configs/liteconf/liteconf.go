@@ -92,11 +92,8 @@ func load(o Options, keys []configs.Key) (map[string]any, configs.Source, error)
 		if err != nil {
 			return nil, src, err
 		}
-		if err := yaml.Unmarshal(data, &tree); err != nil {
+		if tree, err = parseYAML(data); err != nil {
 			return nil, src, fmt.Errorf("configs: %s: %w", o.File, err)
-		}
-		if tree == nil { // an empty file
-			tree = map[string]any{}
 		}
 		src.FileMode = mode
 		src.FileHasSecrets = configs.TreeHasInlineSecrets(tree)
@@ -120,4 +117,16 @@ func load(o Options, keys []configs.Key) (map[string]any, configs.Source, error)
 		})
 	}
 	return tree, src, nil
+}
+
+// parseYAML parses a configuration file into a tree.
+func parseYAML(data []byte) (map[string]any, error) {
+	var tree map[string]any
+	if err := yaml.Unmarshal(data, &tree); err != nil {
+		return nil, err
+	}
+	if tree == nil { // an empty file
+		tree = map[string]any{}
+	}
+	return tree, nil
 }

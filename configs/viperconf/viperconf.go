@@ -16,6 +16,7 @@ package viperconf
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -97,6 +98,10 @@ func load(o Options, keys []configs.Key) (map[string]any, configs.Source, error)
 		}
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			var pe viper.ConfigParseError
+			if errors.As(err, &pe) {
+				err = pe.Unwrap() // the YAML error, as liteconf reports it
+			}
 			return nil, src, fmt.Errorf("configs: %s: %w", o.File, err)
 		}
 		src.FileMode = mode
