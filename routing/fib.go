@@ -1,33 +1,33 @@
 package routing
 
 import (
-	"iter"
+	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sync"
+
+	"github.com/gaissmai/bart"
 )
 
 // FIB is the forwarding information base. Its methods are safe for
 // concurrent use; lookups never wait for updates.
 type FIB struct {
 	cfg config
+	tbl [2]*bart.Table[*slot] // the two copies readers use (leftright.go)
+	lr  leftRight
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	ref     *naive
-	fwd     map[netip.Prefix][]NextHop
-	result  naiveResult
-	subs    []*Subscription
-	batches uint64
-
-	view sync.RWMutex // guards lookups of fwd (interim)
+	w    *writer
+	subs []*Subscription
 }
 
 // New returns an empty FIB.
 func New(opts ...Option) *FIB {
-	cfg := newConfig(opts)
-	f := &FIB{cfg: cfg, ref: newNaive(cfg), fwd: map[netip.Prefix][]NextHop{}}
-	f.result = f.ref.resolve()
+	f := &FIB{cfg: newConfig(opts)}
+	f.tbl[0], f.tbl[1] = new(bart.Table[*slot]), new(bart.Table[*slot])
+	// Readers start on side 0; the writer owns side 1.
+	f.w = newWriter(&f.cfg, f.tbl[0], f.tbl[1])
+	f.w.side = 1
 	return f
 }
 
@@ -49,8 +49,8 @@ func (f *FIB) Withdraw(prefix netip.Prefix, peer netip.Addr) error {
 }
 
 // Apply applies a batch (the routes of one BGP UPDATE) atomically: lookups
-// see either none or all of it. If any route is invalid, Apply returns a
-// *RouteError naming it and changes nothing.
+// and subscribers see either none or all of it. If any route is invalid,
+// Apply returns a *RouteError naming it and changes nothing.
 func (f *FIB) Apply(ops []Op) error {
 	for i := range ops {
 		var err error
@@ -65,11 +65,11 @@ func (f *FIB) Apply(ops []Op) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, op := range ops {
-		if op.Withdraw {
-			f.ref.withdraw(op.Route.Prefix, op.Route.Peer)
+	for i := range ops {
+		if ops[i].Withdraw {
+			f.w.withdraw(ops[i].Route.Prefix, ops[i].Route.Peer)
 		} else {
-			f.ref.upsert(op.Route)
+			f.w.upsert(&ops[i].Route)
 		}
 	}
 	f.commitLocked()
@@ -77,123 +77,98 @@ func (f *FIB) Apply(ops []Op) error {
 }
 
 // WithdrawPeer removes every path the peer advertised (its BGP session went
-// away) and returns how many there were.
+// away), atomically, and returns how many there were.
 func (f *FIB) WithdrawPeer(peer netip.Addr) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := f.ref.withdrawPeer(peer)
+	n := 0
+	for _, p := range f.w.peerPaths(peer) {
+		if f.w.withdraw(p, peer) {
+			n++
+		}
+	}
 	if n > 0 {
 		f.commitLocked()
 	}
 	return n
 }
 
+// commitLocked resolves what the batch changed, publishes it to readers and
+// hands the changes to subscribers.
 func (f *FIB) commitLocked() {
-	f.batches++
-	f.result = f.ref.resolve()
-	fwd := f.result.resolved()
-	var changes []Change
-	for p, hops := range fwd {
-		old, ok := f.fwd[p]
-		switch {
-		case !ok:
-			changes = append(changes, Change{Kind: Added, Prefix: p, NextHops: hops})
-		case !slices.Equal(old, hops):
-			changes = append(changes, Change{Kind: Changed, Prefix: p, NextHops: hops})
-		}
+	w := f.w
+	w.retargetMoved()
+	w.propagate()
+	changes := w.finish(len(f.subs) > 0)
+	if len(w.pubs) > 0 || len(w.replay) > 0 {
+		f.publishLocked()
 	}
-	for p := range f.fwd {
-		if _, ok := fwd[p]; !ok {
-			changes = append(changes, Change{Kind: Removed, Prefix: p})
-		}
-	}
-	f.view.Lock()
-	f.fwd = fwd
-	f.view.Unlock()
+	w.batches++
 	for _, s := range f.subs {
 		s.publish(changes, f.cfg.maxPending)
 	}
+	w.reset()
+}
+
+// publishLocked makes the standby side current for readers and brings the
+// other side up to date.
+func (f *FIB) publishLocked() {
+	w := f.w
+	s := w.side
+	for _, sl := range w.pubs {
+		sl.pub[s] = sl.res()
+	}
+	f.lr.flip(s)
+	o := s ^ 1
+	t := f.tbl[o]
+	for _, op := range w.replay {
+		if op.s == nil {
+			t.Delete(op.p)
+		} else {
+			t.Insert(op.p, op.s)
+		}
+	}
+	for _, sl := range w.pubs {
+		sl.pub[o] = sl.res()
+	}
+	w.side = o
 }
 
 // Lookup returns where packets to dst go: the best path of the longest
-// resolved prefix holding dst.
-func (f *FIB) Lookup(dst netip.Addr) (NextHop, bool) { return f.LookupFlow(dst, 0) }
+// resolved prefix holding dst. It does not allocate.
+func (f *FIB) Lookup(dst netip.Addr) (NextHop, bool) {
+	return f.lookup(dst, 0, rand.Uint32())
+}
 
 // LookupFlow is Lookup for one flow: with multipath on, flows (by flowHash)
 // are spread over the equal-cost next hops of the matching prefix.
 func (f *FIB) LookupFlow(dst netip.Addr, flowHash uint32) (NextHop, bool) {
-	f.view.RLock()
-	defer f.view.RUnlock()
-	return lookupIn(f.fwd, dst, flowHash)
+	return f.lookup(dst, flowHash, flowHash)
+}
+
+func (f *FIB) lookup(dst netip.Addr, flow, stripe uint32) (nh NextHop, ok bool) {
+	c, side := f.lr.arrive(stripe)
+	if s, found := f.tbl[side].Lookup(dst); found {
+		if r := s.pub[side]; r != nil {
+			switch n := uint32(len(r.hops)); n {
+			case 0:
+			case 1:
+				nh, ok = r.hops[0], true
+			default:
+				nh, ok = r.hops[flow%n], true
+			}
+		}
+	}
+	c.Add(-1)
+	return nh, ok
 }
 
 // snapshotLocked lists the forwarding entries in prefix order.
 func (f *FIB) snapshotLocked() []Change {
-	out := make([]Change, 0, len(f.fwd))
-	for p, hops := range f.fwd {
-		out = append(out, Change{Kind: Added, Prefix: p, NextHops: hops})
-	}
-	slices.SortFunc(out, func(a, b Change) int { return comparePrefix(a.Prefix, b.Prefix) })
-	return out
-}
-
-// Routes yields every path in prefix order, most preferred path first
-// within a prefix. The FIB's lock is held while it runs: the loop body must
-// not call the FIB.
-func (f *FIB) Routes() iter.Seq[RouteStatus] {
-	return func(yield func(RouteStatus) bool) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		keys := make([]netip.Prefix, 0, len(f.result.paths))
-		for p := range f.result.paths {
-			keys = append(keys, p)
-		}
-		slices.SortFunc(keys, comparePrefix)
-		for _, p := range keys {
-			for _, st := range f.result.paths[p] {
-				if !yield(st) {
-					return
-				}
-			}
-		}
-	}
-}
-
-// Route returns the paths of one prefix, most preferred first.
-func (f *FIB) Route(prefix netip.Prefix) []RouteStatus {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.result.paths[prefix])
-}
-
-// Unresolved returns every path that does not resolve, with the reason, in
-// prefix order.
-func (f *FIB) Unresolved() []RouteStatus {
-	var out []RouteStatus
-	for st := range f.Routes() {
-		if !st.Resolved {
-			out = append(out, st)
-		}
+	t := f.w.standby()
+	out := make([]Change, 0, t.Size())
+	for p, s := range t.AllSorted() {
+		out = append(out, Change{Kind: Added, Prefix: p, NextHops: s.res().hops})
 	}
 	return out
-}
-
-// Stats returns counts of what the FIB holds.
-func (f *FIB) Stats() Stats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var s Stats
-	for p, paths := range f.ref.routes {
-		if p.Addr().Is4() {
-			s.Prefixes4++
-		} else {
-			s.Prefixes6++
-		}
-		s.Paths += len(paths)
-		if len(f.result.values[p].hops) == 0 {
-			s.Unresolved++
-		}
-	}
-	s.Batches = f.batches
-	return s
 }
