@@ -67,7 +67,8 @@ type KeyServer struct {
 // group is one group's state.
 type group struct {
 	cfg       GroupConfig
-	epochs    []*epoch // live epochs, oldest first; the last is the one sent
+	rekeyWait time.Time // after a failed generation, no new try before this
+	epochs    []*epoch  // live epochs, oldest first; the last is the one sent
 	lastEpoch uint64
 	members   map[*cpe]struct{}
 	connected int
@@ -811,10 +812,14 @@ func (ks *KeyServer) Tick() {
 				changed = true
 			}
 		}
-		if e := g.newest(); e == nil || !now.Before(e.expires.Add(-g.cfg.RekeyMargin)) {
-			s, _ := ks.rekeyLocked(g, now, "lifetime")
+		if ks.rekeyDueLocked(g, now) {
+			s, err := ks.rekeyLocked(g, now, "lifetime")
 			sends = append(sends, s...)
-			changed = false // rekeyLocked stored it
+			if err != nil {
+				g.rekeyWait = now.Add(ks.retryMin)
+			} else {
+				changed = false // rekeyLocked stored it
+			}
 		}
 		if changed && ks.store != nil {
 			if err := ks.store.saveGroup(ks.recordLocked(g)); err != nil {
@@ -847,7 +852,9 @@ func (ks *KeyServer) NextDeadline() time.Time {
 			next(e.deadline())
 		}
 		if e := g.newest(); e != nil {
-			next(e.expires.Add(-g.cfg.RekeyMargin))
+			next(maxTime(e.expires.Add(-g.cfg.RekeyMargin), g.rekeyWait))
+		} else {
+			next(maxTime(g.rekeyWait, ks.now()))
 		}
 	}
 	for c := range ks.retry {
@@ -876,6 +883,21 @@ func (ks *KeyServer) Close() {
 		c.gen++
 		c.sess = nil
 	}
+}
+
+func (ks *KeyServer) rekeyDueLocked(g *group, now time.Time) bool {
+	if now.Before(g.rekeyWait) {
+		return false
+	}
+	e := g.newest()
+	return e == nil || !now.Before(e.expires.Add(-g.cfg.RekeyMargin))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
 }
 
 func hex32(v uint32) string { return fmt.Sprintf("%08x", v) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
@@ -50,6 +51,8 @@ type Member struct {
 	replayWindow int
 	maxSAs       int
 	log          *slog.Logger
+
+	accepted, refreshed, refused atomic.Uint64
 
 	// mu guards the following fields.
 	mu     sync.Mutex
@@ -128,7 +131,20 @@ func (m *Member) Handle(n Notify, now time.Time) (changed bool, err error) {
 	return changed || c, nil
 }
 
+// MemberStats counts MPSA_PUTs by outcome, for metrics.
+type MemberStats struct {
+	Accepted  uint64 // new SAs installed
+	Refreshed uint64 // an SA already held, received again
+	Refused   uint64 // malformed or inconsistent, dropped
+}
+
+// Stats returns the counters.
+func (m *Member) Stats() MemberStats {
+	return MemberStats{Accepted: m.accepted.Load(), Refreshed: m.refreshed.Load(), Refused: m.refused.Load()}
+}
+
 func (m *Member) refuse(n Notify, err error) {
+	m.refused.Add(1)
 	spi := ""
 	if len(n.SPI) == 4 {
 		spi = fmt.Sprintf("%02x%02x%02x%02x", n.SPI[0], n.SPI[1], n.SPI[2], n.SPI[3])
@@ -156,6 +172,7 @@ func (m *Member) installLocked(p *Put, keys esp.Keys, now time.Time) (bool, erro
 		if !same {
 			return false, fieldErr("SPI", "%08x is held with other keys", p.SPI)
 		}
+		m.refreshed.Add(1)
 		changed := s.senderID != p.SenderID || s.senderIDBits != p.SenderIDBits
 		s.senderID, s.senderIDBits = p.SenderID, p.SenderIDBits
 		s.expires = now.Add(p.Life)
@@ -175,6 +192,7 @@ func (m *Member) installLocked(p *Put, keys esp.Keys, now time.Time) (bool, erro
 			}
 		}
 	}
+	m.accepted.Add(1)
 	m.sas = append(m.sas, s)
 	for len(m.sas) > m.maxSAs {
 		m.removeLocked(0, "too many group SAs")

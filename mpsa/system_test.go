@@ -855,3 +855,93 @@ func TestBlockingSession(t *testing.T) {
 		t.Fatal("done never called")
 	}
 }
+
+// failingReader returns n random octets, then errors.
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(b []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("test: entropy source failed")
+	}
+	k := min(len(b), f.n)
+	for i := range b[:k] {
+		b[i] = byte(f.n + i)
+	}
+	f.n -= k
+	return k, nil
+}
+
+func TestRekeyFailureBacksOff(t *testing.T) {
+	clock := newClock()
+	lb := &logBuffer{}
+	src := &failingReader{n: 32 + 32 + 4} // one epoch's Nonce, SK_d, SPI
+	ks, err := NewKeyServer(KeyServerConfig{Logger: lb.logger(), Now: clock.Now, Rand: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	cfg := GroupConfig{Name: "acme", Lifetime: time.Hour, RekeyMargin: 10 * time.Minute}
+	if err := ks.AddGroup(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.AddGroup(GroupConfig{Name: "other"}); err == nil || len(ks.Status()) != 1 {
+		t.Fatal("group added without randomness")
+	}
+	clock.Advance(50 * time.Minute)
+	ks.Tick()
+	if !strings.Contains(lb.String(), "entropy source failed") {
+		t.Errorf("failure not logged:\n%s", lb)
+	}
+	if d := ks.NextDeadline(); !d.Equal(clock.Now().Add(DefaultRetryMin)) {
+		t.Errorf("next try at %v, want now+%v", d.Sub(clock.Now()), DefaultRetryMin)
+	}
+	src.n = 1 << 20
+	clock.Advance(DefaultRetryMin)
+	ks.Tick()
+	if n := len(ks.Status()[0].Epochs); n != 2 {
+		t.Errorf("no rekey once randomness is back: %d epochs", n)
+	}
+}
+
+func TestMemberStats(t *testing.T) {
+	c := newTestCPE(t, "c", discardLogger())
+	now := newClock().Now()
+	n, _ := draftExample().Encode()
+	c.receive(n, now)
+	n, _ = draftExample().Encode()
+	c.receive(n, now.Add(time.Second))
+	c.m.Handle(Notify{Protocol: 3, Type: NotifyPut, SPI: u32(1)}, now)
+	if st := c.m.Stats(); st != (MemberStats{Accepted: 1, Refreshed: 1, Refused: 1}) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// FuzzMemberHandle feeds a Member two notifies: whatever they hold, it
+// never panics, never holds more than MaxSAs, and what it installs passes
+// the data plane's validation.
+func FuzzMemberHandle(f *testing.F) {
+	a, _ := draftExample().Encode()
+	p := draftExample()
+	p.SPI, p.Roll1, p.Roll2 = 0x9999, 5*time.Second, 10*time.Second
+	b, _ := p.Encode()
+	f.Add(a.SPI, a.Data, b.SPI, b.Data, uint16(3))
+	f.Fuzz(func(t *testing.T, spi1, d1, spi2, d2 []byte, dt uint16) {
+		m, err := NewMember(MemberConfig{Tunnel: 1, MaxSAs: 2, Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := newClock().Now()
+		m.Handle(Notify{Protocol: 3, Type: NotifyPut, SPI: spi1, Data: d1}, now)
+		m.Handle(Notify{Protocol: 3, Type: NotifyPut, SPI: spi2, Data: d2}, now.Add(time.Duration(dt)*time.Millisecond))
+		m.Tick(now.Add(time.Duration(dt) * time.Second))
+		sas := m.SAs()
+		defer WipeSAs(sas)
+		if len(sas) > 2 {
+			t.Fatalf("%d SAs", len(sas))
+		}
+		if err := (&dataplane.State{SAs: sas}).Validate(); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	})
+}
