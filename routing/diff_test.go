@@ -88,7 +88,7 @@ func (g *diffGen) route() Route {
 
 type diffOp struct {
 	op       Op
-	down     bool       // WithdrawPeer(peerDown) instead of Apply
+	down     bool // WithdrawPeer(peerDown) instead of Apply
 	peerDown netip.Addr
 }
 

@@ -86,4 +86,3 @@ func (v member6) prefix() netip.Prefix {
 	binary.BigEndian.PutUint64(b[8:], v.lo)
 	return netip.PrefixFrom(netip.AddrFrom16(b), int(v.bits))
 }
-
