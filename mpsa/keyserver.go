@@ -81,19 +81,14 @@ func (g *group) newest() *epoch {
 	return g.epochs[len(g.epochs)-1]
 }
 
-// epoch is one generation of a group's SA.
+// epoch is one generation of a group's SA: what the store keeps
+// (epochRecord: superseded is when the next epoch was generated, dies is set
+// then to min(expires, next.created+Roll2), Sender-IDs below reservedSID are
+// reserved in the store) and the bookkeeping around it.
 type epoch struct {
-	n          uint64
-	spi        uint32
-	params     keyParams
-	nonce, skd []byte
-	created    time.Time
-	expires    time.Time
-	superseded time.Time // when the next epoch was generated
-	dies       time.Time // set when superseded: min(expires, next.created+Roll2)
+	epochRecord
 
-	nextSID     uint32 // next Sender-ID to hand out
-	reservedSID uint32 // Sender-IDs below this are reserved in the store
+	nextSID uint32 // next Sender-ID to hand out
 
 	sent, acked     int
 	ackMax, ackSum  time.Duration
@@ -264,6 +259,9 @@ func (ks *KeyServer) addGroupLocked(cfg GroupConfig) ([]send, error) {
 			delete(ks.spis, e.spi)
 			e.wipe()
 		}
+		if lost {
+			ks.revoked[cfg.Name] = who // the next AddGroup must still rekey
+		}
 	}
 	return sends, err
 }
@@ -279,13 +277,9 @@ func (ks *KeyServer) restoreLocked(g *group, rec *groupRecord, now time.Time) {
 			clear(r.skd)
 			continue
 		}
-		e := &epoch{
-			n: r.n, spi: r.spi, params: r.params, nonce: r.nonce, skd: r.skd,
-			created: r.created, expires: r.expires, superseded: r.superseded, dies: r.dies,
-			// IDs below the reservation may have been handed out before
-			// the restart: never again in this epoch.
-			nextSID: r.reservedSID, reservedSID: r.reservedSID,
-		}
+		// IDs below the reservation may have been handed out before the
+		// restart: never again in this epoch.
+		e := &epoch{epochRecord: *r, nextSID: r.reservedSID}
 		if e.nextSID == 0 {
 			e.nextSID = 1
 		}
@@ -730,12 +724,11 @@ func (ks *KeyServer) newEpochLocked(g *group, now time.Time) (*epoch, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &epoch{
+	e := &epoch{epochRecord: epochRecord{
 		n: g.lastEpoch + 1, params: p,
 		nonce: make([]byte, g.cfg.NonceLen), skd: make([]byte, kl),
 		created: now, expires: now.Add(g.cfg.Lifetime),
-		nextSID: 1,
-	}
+	}, nextSID: 1}
 	if _, err := io.ReadFull(ks.rand, e.nonce); err != nil {
 		return nil, fmt.Errorf("mpsa: random Nonce: %w", err)
 	}
@@ -779,11 +772,7 @@ func (ks *KeyServer) retireLocked(g *group, e *epoch, reason string) {
 func (ks *KeyServer) recordLocked(g *group) *groupRecord {
 	r := &groupRecord{name: g.cfg.Name, lastEpoch: g.lastEpoch, epochs: make([]epochRecord, len(g.epochs))}
 	for i, e := range g.epochs {
-		r.epochs[i] = epochRecord{
-			n: e.n, spi: e.spi, params: e.params, nonce: e.nonce, skd: e.skd,
-			created: e.created, expires: e.expires, superseded: e.superseded, dies: e.dies,
-			reservedSID: e.reservedSID,
-		}
+		r.epochs[i] = e.epochRecord // shares the key slices: encode wipes only its own buffer
 	}
 	return r
 }
@@ -841,12 +830,8 @@ func (ks *KeyServer) Tick() {
 func (ks *KeyServer) NextDeadline() time.Time {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	var t time.Time
-	next := func(u time.Time) {
-		if t.IsZero() || u.Before(t) {
-			t = u
-		}
-	}
+	var t earliest
+	next := t.add
 	for _, g := range ks.groups {
 		for _, e := range g.epochs {
 			next(e.deadline())
@@ -860,7 +845,7 @@ func (ks *KeyServer) NextDeadline() time.Time {
 	for c := range ks.retry {
 		next(c.nextTry)
 	}
-	return t
+	return t.t
 }
 
 // Close wipes every key the key server holds and makes later calls fail
@@ -891,6 +876,15 @@ func (ks *KeyServer) rekeyDueLocked(g *group, now time.Time) bool {
 	}
 	e := g.newest()
 	return e == nil || !now.Before(e.expires.Add(-g.cfg.RekeyMargin))
+}
+
+// earliest keeps the earliest of the times added; zero until one is.
+type earliest struct{ t time.Time }
+
+func (e *earliest) add(t time.Time) {
+	if e.t.IsZero() || t.Before(e.t) {
+		e.t = t
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -272,19 +272,14 @@ func (m *Member) Tick(now time.Time) bool {
 func (m *Member) NextDeadline() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var t time.Time
-	next := func(u time.Time) {
-		if t.IsZero() || u.Before(t) {
-			t = u
-		}
-	}
+	var t earliest
 	for _, s := range m.sas {
-		next(s.until())
+		t.add(s.until())
 		if s.outFrom.After(m.last) {
-			next(s.outFrom)
+			t.add(s.outFrom)
 		}
 	}
-	return t
+	return t.t
 }
 
 // SAs returns the group SAs to install as of the last Handle or Tick: every

@@ -25,6 +25,8 @@ func BlockingSession(send func(notifies []Notify) error) Session {
 	return &blockingSession{send: send}
 }
 
+var _ Session = (*blockingSession)(nil)
+
 type blockingSession struct {
 	send func([]Notify) error
 }

@@ -154,6 +154,7 @@ func TestRollover(t *testing.T) {
 	t0 := h.clock.Now()
 	h.connectAll()
 	old := h.ks.Status()[0].Epochs[0].SPI
+	oldSKd, oldNonce := h.ks.groups["acme"].epochs[0].skd, h.ks.groups["acme"].epochs[0].nonce
 	for _, c := range h.cpes {
 		if c.spis() != hex32(old)+"/both " {
 			t.Fatalf("%s after connect: %s", c.name, c.spis())
@@ -245,6 +246,9 @@ func TestRollover(t *testing.T) {
 	}
 	if e := h.ks.Status()[0].Epochs[0]; e.Acked != 3 || e.AckMax != 10*time.Second || e.Sent != 3 {
 		t.Errorf("epoch 2 bookkeeping: %+v", e)
+	}
+	if !bytes.Equal(oldSKd, make([]byte, len(oldSKd))) || !bytes.Equal(oldNonce, make([]byte, len(oldNonce))) {
+		t.Error("the hub did not wipe the retired epoch's SK_d and Nonce")
 	}
 }
 
