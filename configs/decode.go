@@ -50,6 +50,9 @@ var scalars = map[reflect.Type]scalar{
 	reflect.TypeFor[Secret](): {"a secret string", func(s string) (any, error) {
 		return ParseSecret(s)
 	}},
+	reflect.TypeFor[transform.PRF](): {"a PRF (" + strings.Join(PRFNames(), ", ") + ")", func(s string) (any, error) {
+		return ParsePRF(s)
+	}},
 	reflect.TypeFor[transform.ESP](): {"an ESP transform (" + strings.Join(ESPNames(), ", ") + ")", func(s string) (any, error) {
 		return ParseESP(s)
 	}},

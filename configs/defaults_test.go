@@ -20,6 +20,9 @@ func TestHubDefaults(t *testing.T) {
 	if g.ESP != DefaultESP || g.ESP != (transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA256128}) {
 		t.Errorf("esp %v", g.ESP)
 	}
+	if g.PRF != transform.PRFHMACSHA2256 {
+		t.Errorf("prf %v", g.PRF)
+	}
 	if g.SenderIDBits != 0 || h.Groups[1].SenderIDBits != DefaultSenderIDBits {
 		t.Errorf("sender id bits: cbc %d, gcm %d", g.SenderIDBits, h.Groups[1].SenderIDBits)
 	}

@@ -54,3 +54,44 @@ func ESPName(s transform.ESP) string {
 	}
 	return s.String()
 }
+
+// prfNames are the group PRF names accepted in configuration files
+// (strongSwan's spelling).
+var prfNames = []struct {
+	name string
+	prf  transform.PRF
+}{
+	{"prfsha256", transform.PRFHMACSHA2256},
+	{"prfsha384", transform.PRFHMACSHA2384},
+	{"prfsha512", transform.PRFHMACSHA2512},
+	{"prfsha1", transform.PRFHMACSHA1},
+}
+
+// PRFNames lists the accepted PRF names.
+func PRFNames() []string {
+	names := make([]string, len(prfNames))
+	for i, n := range prfNames {
+		names[i] = n.name
+	}
+	return names
+}
+
+// ParsePRF maps a PRF name ("prfsha256", ...; see PRFNames) to its transform.
+func ParsePRF(name string) (transform.PRF, error) {
+	for _, n := range prfNames {
+		if strings.EqualFold(name, n.name) {
+			return n.prf, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown PRF")
+}
+
+// PRFName returns the configuration name of p, or p.String().
+func PRFName(p transform.PRF) string {
+	for _, n := range prfNames {
+		if n.prf == p {
+			return n.name
+		}
+	}
+	return p.String()
+}

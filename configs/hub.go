@@ -15,16 +15,19 @@ var (
 	// DefaultESP is the group transform: AES-CBC-256 with HMAC-SHA2-256-128.
 	// Counter-mode ciphers need Sender-IDs on a shared key (see Group.SenderIDBits).
 	DefaultESP = transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA256128}
+	// DefaultPRF derives the group SA's KEYMAT from SK_d and the Nonce.
+	DefaultPRF = transform.PRFHMACSHA2256
 	// DefaultIKEListen is every address, IPv4 and IPv6.
 	DefaultIKEListen = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 )
 
 // Group defaults and limits.
 const (
-	DefaultLifetime     = time.Hour
-	DefaultRekeyMargin  = 5 * time.Minute
-	DefaultRoll1        = 10 * time.Second
-	DefaultRoll2        = 30 * time.Second
+	// The group SA timings match mpsa's defaults (mpsa.GroupConfig).
+	DefaultLifetime     = 8 * time.Hour
+	DefaultRekeyMargin  = 15 * time.Minute
+	DefaultRoll1        = 30 * time.Second
+	DefaultRoll2        = 2 * time.Minute
 	DefaultSenderIDBits = 16
 	DefaultMaxPrefixes  = 100
 	DefaultLocalPref    = 100
@@ -96,6 +99,9 @@ type Group struct {
 	// ESP is the group SA's transform, default DefaultESP. AEAD transforms
 	// (aes*gcm16, chacha20poly1305) require Sender-IDs.
 	ESP transform.ESP `config:"esp"`
+	// PRF is the prf of KEYMAT = prf+(SK_d, Nonce) carried in MPSA_PUT:
+	// prfsha256 (default), prfsha384, prfsha512 or prfsha1.
+	PRF transform.PRF `config:"prf"`
 	// SenderIDBits is the width of the per-CPE Sender-ID in the IV (RFC
 	// 6054), which keeps counter-mode nonces unique across senders and gives
 	// receivers a replay window per sender. 0 disables Sender-IDs (only for
@@ -104,14 +110,15 @@ type Group struct {
 	SenderIDBits uint8 `config:"sender_id_bits"`
 	// Lifetime is the group SA's LIFE (whole seconds, MinLifetime..MaxLifetime).
 	Lifetime time.Duration `config:"lifetime"`
-	// RekeyMargin is how long before Lifetime ends the hub distributes the
-	// next SA; at most half the lifetime, at least Roll2.
+	// RekeyMargin is how long before Lifetime ends the hub generates and
+	// distributes the next SA; greater than Roll2, at most half the lifetime.
 	RekeyMargin time.Duration `config:"rekey_margin"`
-	// Roll1 (ROLL1): after receiving a new SA, a CPE keeps sending on the old
-	// one this long, so every CPE has the new one inbound before anyone sends on it.
+	// Roll1 (ROLL1): the new SA is used outbound this long after it was
+	// distributed (until then CPEs keep sending on the old one), so every
+	// CPE has the new one inbound before anyone sends on it.
 	Roll1 time.Duration `config:"roll1"`
-	// Roll2 (ROLL2): after receiving a new SA, a CPE removes the old inbound
-	// SA after this long; greater than Roll1.
+	// Roll2 (ROLL2): the old inbound SA is removed this long after the new
+	// one was distributed; greater than Roll1.
 	Roll2 time.Duration `config:"roll2"`
 	// Pool is the overlay address pool. CPEs get their overlay (virtual)
 	// address from it; the hub takes the pool's first address.
@@ -224,6 +231,9 @@ func (h *Hub) SetDefaults() {
 		g := &h.Groups[i]
 		if g.ESP == (transform.ESP{}) {
 			g.ESP = DefaultESP
+		}
+		if g.PRF == 0 {
+			g.PRF = DefaultPRF
 		}
 		if g.SenderIDBits == 0 && g.ESP.Encr.IsAEAD() {
 			g.SenderIDBits = DefaultSenderIDBits
@@ -383,6 +393,9 @@ func (h *Hub) validateGroups(ck *checker) {
 		if err := g.ESP.Validate(); err != nil {
 			ck.add(join(p, "esp"), "expected one of %v: %v", ESPNames(), err)
 		}
+		if _, err := g.PRF.KeyLen(); err != nil {
+			ck.add(join(p, "prf"), "expected one of %v, got %v", PRFNames(), g.PRF)
+		}
 		g.validateSenderID(ck, p, counts[g.Name])
 		g.validateTimes(ck, p)
 		for _, fam := range []struct {
@@ -476,8 +489,10 @@ func (g *Group) validateTimes(ck *checker, p string) {
 	switch {
 	case g.RekeyMargin <= 0:
 		ck.add(join(p, "rekey_margin"), "expected a positive duration, got %q", human(g.RekeyMargin))
-	case rollOK && g.RekeyMargin < g.Roll2:
-		ck.add(join(p, "rekey_margin"), "expected a duration ≥ roll2 (%s), so the old SA outlives the rollover, got %q", human(g.Roll2), human(g.RekeyMargin))
+	case rollOK && g.RekeyMargin <= g.Roll2:
+		ck.add(join(p, "rekey_margin"), "expected a duration greater than roll2 (%s), so the rollover ends before the old SA's lifetime, got %q", human(g.Roll2), human(g.RekeyMargin))
+	case g.RekeyMargin%time.Second != 0:
+		ck.add(join(p, "rekey_margin"), "expected a whole number of seconds, got %q", g.RekeyMargin.String())
 	case g.Lifetime >= MinLifetime && g.RekeyMargin > g.Lifetime/2:
 		ck.add(join(p, "rekey_margin"), "expected a duration ≤ half the lifetime (%s), got %q", human(g.Lifetime/2), human(g.RekeyMargin))
 	}

@@ -115,6 +115,8 @@ func scalarText(v reflect.Value) (string, bool) {
 		return strconv.Quote(x.String()), true
 	case transform.ESP:
 		return ESPName(x), true
+	case transform.PRF:
+		return PRFName(x), true
 	case time.Duration:
 		return x.String(), true
 	case Identity:
