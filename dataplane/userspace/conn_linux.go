@@ -151,13 +151,7 @@ func (c *sockConn) ReadBatch(ms []Message) (int, error) {
 		m.Off, m.N = 0, int(c.rhdr[i].n)
 		m.Addr = sockaddrToAddrPort(&c.rname[i])
 		if c.raw && !c.v6 {
-			// Skip the IPv4 header the kernel hands raw sockets.
-			if m.N < 20 || m.Buf[0]>>4 != 4 || int(m.Buf[0]&0x0f)*4 > m.N {
-				m.N = 0
-				continue
-			}
-			hl := int(m.Buf[0]&0x0f) * 4
-			m.Off, m.N = hl, m.N-hl
+			m.Off, m.N = stripIPv4(m.Buf[:m.N])
 		}
 	}
 	c.rms = nil

@@ -113,8 +113,8 @@ func (b *Backend) dispatch(bt *batch, q chan *batch) bool {
 
 func (b *Backend) routineReadTUN() {
 	defer b.wg.Done()
-	b.log.Debug("routine started", "reason", "read tun")
-	defer b.log.Debug("routine stopped", "reason", "read tun")
+	b.log.Debug("routine started: read TUN")
+	defer b.log.Debug("routine stopped: read TUN")
 	errs := 0
 	for {
 		bt := b.get(b.txPool)
@@ -211,7 +211,8 @@ func (b *Backend) classifyOutbound(bt *batch, i int) {
 
 func (b *Backend) routineReadNetwork(c Conn) {
 	defer b.wg.Done()
-	b.log.Debug("routine started", "reason", "read network", "local", c.LocalAddr().String())
+	b.log.Debug("routine started: read network", "local", c.LocalAddr().String())
+	defer b.log.Debug("routine stopped: read network", "local", c.LocalAddr().String())
 	errs := 0
 	for {
 		bt := b.get(b.rxPool)
@@ -400,8 +401,25 @@ func (b *Backend) routineWriteTUN() {
 // deliverBatch moves the replay windows, checks selectors and writes the
 // inner packets of bt to the TUN.
 func (b *Backend) deliverBatch(bt *batch) {
+	bytes := b.prepareDelivery(bt)
+	if len(bt.out) == 0 {
+		return
+	}
+	n, err := b.tun.Write(bt.out, tunOff)
+	if err != nil && n < len(bt.out) && !b.isClosing() {
+		for range len(bt.out) - n {
+			b.drops.Add(esp.DropOverload)
+		}
+	}
+	b.rxPackets.Add(uint64(n))
+	b.rxBytes.Add(bytes)
+}
+
+// prepareDelivery does the in-order part of receiving: it moves the
+// replay windows (the ICV verified in the worker), checks selectors, counts
+// drops and lines the inner packets up at tunOff in bt.out.
+func (b *Backend) prepareDelivery(bt *batch) (bytes uint64) {
 	bt.out = bt.out[:0]
-	var bytes uint64
 	for i := 0; i < bt.n; i++ {
 		m := &bt.meta[i]
 		if m.skip {
@@ -426,17 +444,7 @@ func (b *Backend) deliverBatch(bt *batch) {
 		bt.out = append(bt.out, buf[:tunOff+len(inner)])
 		bytes += uint64(len(inner))
 	}
-	if len(bt.out) == 0 {
-		return
-	}
-	n, err := b.tun.Write(bt.out, tunOff)
-	if err != nil && n < len(bt.out) && !b.isClosing() {
-		for range len(bt.out) - n {
-			b.drops.Add(esp.DropOverload)
-		}
-	}
-	b.rxPackets.Add(uint64(n))
-	b.rxBytes.Add(bytes)
+	return bytes
 }
 
 // selectorsMatch checks the inner source against the remote selectors and
