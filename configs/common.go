@@ -206,7 +206,7 @@ func (c *MetricsConfig) validate(ck *checker, path string) {
 
 func (c *StatusConfig) validate(ck *checker, path string) {
 	if c.Socket == "" {
-		return // disabled
+		return // not set: the daemon has no status socket
 	}
 	p := join(path, "socket")
 	if !filepath.IsAbs(c.Socket) {
