@@ -1,0 +1,576 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/ike/suite"
+	"github.com/mpsa-vpn/mpsa/ike/wire"
+)
+
+// packet is one received datagram (non-ESP marker removed).
+type packet struct {
+	data     []byte
+	src, dst netip.AddrPort
+	natt     bool // arrived on the NAT-T port
+}
+
+// inMsg is a decoded, authenticated message handed to a task or responder.
+type inMsg struct {
+	hdr      wire.Header
+	msg      *wire.Message
+	payloads []wire.Payload // inner payloads (IKE_SA_INIT: the message's)
+	pkt      *packet
+	req      [][]byte // for responses: the request as sent
+}
+
+// task is one exchange this side initiates (strongSwan's task_t). build
+// returns the request's payloads (errSkip when there is nothing left to do);
+// process handles the response and may return errResend to send a new
+// request with the same message ID (IKE_SA_INIT after COOKIE or
+// INVALID_KE_PAYLOAD); abort is called when the exchange cannot complete.
+type task interface {
+	exchange() wire.ExchangeType
+	build(sa *ikeSA) ([]wire.Payload, error)
+	process(sa *ikeSA, in *inMsg) error
+	abort(sa *ikeSA, err error)
+}
+
+var (
+	errSkip   = errors.New("ike: exchange not needed any more")
+	errResend = errors.New("ike: resend request")
+)
+
+// outstanding is the request this side waits a response for (window 1).
+type outstanding struct {
+	t     task
+	msgID uint32
+	pkts  [][]byte
+	tries int
+	next  time.Time
+}
+
+// respCache is the last response sent, for retransmitted requests.
+type respCache struct {
+	valid bool
+	msgID uint32
+	hash  [sha256.Size]byte
+	pkts  [][]byte
+	src   netip.AddrPort
+	dst   netip.AddrPort
+	natt  bool
+}
+
+// initData is what IKE_SA_INIT leaves for IKE_AUTH; dropped once
+// authenticated.
+type initData struct {
+	dh      *suite.DH
+	ni, nr  []byte
+	reqRaw  []byte // IKE_SA_INIT request as sent/received (RealMessage1)
+	respRaw []byte // IKE_SA_INIT response (RealMessage2)
+	cookie  []byte
+	tries   int // COOKIE / INVALID_KE_PAYLOAD retries
+}
+
+func (d *initData) wipe() {
+	if d == nil {
+		return
+	}
+	if d.dh != nil {
+		d.dh.Wipe()
+	}
+}
+
+// ikeSA is one IKE SA: SPIs, keys, message ID windows. Several can belong
+// to one handle while one replaces another. Executor only.
+type ikeSA struct {
+	h          *SA
+	log        *slog.Logger
+	initiator  bool // this side initiated this IKE SA (I flag)
+	spiI, spiR uint64
+	state      State
+	suite      suite.Suite
+	keys       *suite.IKEKeys
+	out, in    *suite.SKCipher
+	init       *initData
+
+	nextReqID uint32 // ID of our next request
+	expReqID  uint32 // ID of the peer's next request
+	active    *outstanding
+	pending   []task
+	cache     respCache
+	reqFrag   *wire.Reassembly
+	respFrag  *wire.Reassembly
+
+	deadline time.Time // CONNECTING: half-open timeout; REKEYED: forget it
+	rekeyAt  time.Time
+	retryAt  time.Time // do not start pending tasks before
+
+	// rekey is this side's IKE rekey in flight; peerRekey the IKE SA the
+	// peer's colliding rekey created (RFC 7296 §2.8.2).
+	rekey     *ikeRekeyTask
+	peerRekey *collision
+}
+
+func (sa *ikeSA) ourSPI() uint64 {
+	if sa.initiator {
+		return sa.spiI
+	}
+	return sa.spiR
+}
+
+func (sa *ikeSA) setState(s State, reason string) {
+	if sa.state == s {
+		return
+	}
+	sa.state = s
+	sa.log.Debug("IKE SA state", "state", s, "reason", reason)
+}
+
+// destroy unregisters the SA and wipes its keys.
+func (sa *ikeSA) destroy() {
+	if sa.state == StateDead {
+		return
+	}
+	if sa.state == StateConnecting && !sa.initiator {
+		sa.h.m.stats.halfOpen.Add(-1)
+	}
+	sa.state = StateDead
+	sa.h.m.unregister(sa)
+	if sa.active != nil {
+		sa.active.t.abort(sa, ErrClosed)
+		sa.active = nil
+	}
+	for _, t := range sa.pending {
+		t.abort(sa, ErrClosed)
+	}
+	sa.pending = nil
+	sa.wipeKeys()
+	sa.init.wipe()
+	sa.init = nil
+	if sa.reqFrag != nil {
+		sa.reqFrag.Reset()
+	}
+	if sa.respFrag != nil {
+		sa.respFrag.Reset()
+	}
+	sa.cache = respCache{}
+}
+
+func (sa *ikeSA) wipeKeys() {
+	if sa.keys != nil {
+		sa.keys.Wipe()
+		sa.keys = nil
+	}
+	if sa.out != nil {
+		sa.out.Wipe()
+		sa.out = nil
+	}
+	if sa.in != nil {
+		sa.in.Wipe()
+		sa.in = nil
+	}
+}
+
+// setKeys installs the keys of the SA and builds its SK ciphers.
+func (sa *ikeSA) setKeys(k *suite.IKEKeys) error {
+	out, in, err := k.SKCiphers(sa.initiator, sa.h.m.rand)
+	if err != nil {
+		k.Wipe()
+		return err
+	}
+	sa.keys, sa.out, sa.in = k, out, in
+	return nil
+}
+
+func (sa *ikeSA) header(ex wire.ExchangeType, id uint32, response bool) wire.Header {
+	h := wire.Header{SPIi: sa.spiI, SPIr: sa.spiR, Version: wire.Version, Exchange: ex, MessageID: id}
+	if sa.initiator {
+		h.Flags |= wire.FlagInitiator
+	}
+	if response {
+		h.Flags |= wire.FlagResponse
+	}
+	return h
+}
+
+// encode frames payloads as one or more datagrams (SK, or SKF when
+// fragmentation was negotiated and the message is too big).
+func (sa *ikeSA) encode(h wire.Header, ps []wire.Payload) ([][]byte, error) {
+	if h.Exchange == wire.IKESAInit {
+		m := wire.Message{Header: h, Payloads: ps}
+		b, err := m.Encode()
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{b}, nil
+	}
+	if sa.out == nil {
+		return nil, ErrNotEstablished
+	}
+	if sa.h.fragmentation {
+		max := sa.h.m.cfg.FragmentSize
+		if sa.h.natt {
+			max -= 4
+		}
+		return wire.EncodeFragments(&h, ps, sa.out, max)
+	}
+	b, err := wire.EncodeEncrypted(&h, ps, sa.out)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{b}, nil
+}
+
+// open authenticates and decrypts the SK or SKF payload of m. For SKF it
+// returns complete=false until every fragment is in.
+func (sa *ikeSA) open(m *wire.Message, frag **wire.Reassembly) (ps []wire.Payload, complete bool, err error) {
+	if sk, prefix := m.Encrypted(); sk != nil {
+		plain, err := sa.in.OpenInPlace(m.Raw, len(prefix))
+		if err != nil {
+			return nil, false, err
+		}
+		ps, err := wire.DecodePayloads(sk.Inner, plain)
+		return ps, true, err
+	}
+	f, prefix := m.Fragment()
+	if f == nil || !sa.h.fragmentation {
+		return nil, false, suite.ErrIntegrity
+	}
+	plain, err := sa.in.OpenInPlace(m.Raw, len(prefix))
+	if err != nil {
+		return nil, false, err
+	}
+	if *frag == nil {
+		*frag = new(wire.Reassembly)
+	}
+	done, err := (*frag).Add(m.MessageID, f, plain)
+	if err != nil || !done {
+		return nil, false, err
+	}
+	ps, err = (*frag).Payloads()
+	(*frag).Reset()
+	return ps, true, err
+}
+
+// enqueue adds an exchange to run after the ones already queued.
+func (sa *ikeSA) enqueue(t task) {
+	sa.pending = append(sa.pending, t)
+	sa.startNext()
+}
+
+// enqueueFirst adds an exchange to run next.
+func (sa *ikeSA) enqueueFirst(t task) {
+	sa.pending = append([]task{t}, sa.pending...)
+	sa.startNext()
+}
+
+// startNext sends the next pending request if none is outstanding.
+func (sa *ikeSA) startNext() {
+	now := sa.h.m.clock.Now()
+	for sa.active == nil && len(sa.pending) > 0 && sa.state != StateDead {
+		if now.Before(sa.retryAt) {
+			return // the timer comes back
+		}
+		t := sa.pending[0]
+		sa.pending = sa.pending[1:]
+		ps, err := t.build(sa)
+		if err != nil {
+			if errors.Is(err, errSkip) {
+				err = nil
+			}
+			t.abort(sa, err)
+			continue
+		}
+		sa.sendRequest(t, ps)
+	}
+}
+
+// sendRequest encodes and sends a request with the next message ID.
+func (sa *ikeSA) sendRequest(t task, ps []wire.Payload) {
+	id := sa.nextReqID
+	pkts, err := sa.encode(sa.header(t.exchange(), id, false), ps)
+	if err != nil {
+		sa.log.Error("cannot encode request", "exchange", t.exchange(), "err", err)
+		t.abort(sa, err)
+		return
+	}
+	m := sa.h.m
+	sa.active = &outstanding{t: t, msgID: id, pkts: pkts, next: m.clock.Now().Add(m.cfg.RetransmitTimeout)}
+	sa.log.Debug("sending request", "exchange", t.exchange(), "msgid", id, "payloads", wire.Summary(ps))
+	sa.h.transmit(pkts)
+}
+
+// retransmit resends the outstanding request or gives up.
+func (sa *ikeSA) retransmit(now time.Time) {
+	a := sa.active
+	m := sa.h.m
+	if a.tries >= m.cfg.RetransmitTries {
+		sa.log.Info("giving up after retransmissions", "exchange", a.t.exchange(), "msgid", a.msgID, "reason", "timeout")
+		sa.active = nil
+		a.t.abort(sa, ErrTimeout)
+		if sa.h.cur == sa || sa.state == StateConnecting {
+			sa.h.die(ErrTimeout)
+		} else {
+			sa.h.dropOther(sa)
+		}
+		return
+	}
+	a.tries++
+	d := float64(m.cfg.RetransmitTimeout)
+	for i := 0; i < a.tries; i++ {
+		d *= m.cfg.RetransmitBase
+	}
+	a.next = now.Add(time.Duration(d))
+	m.stats.retransmits.Add(1)
+	sa.log.Debug("retransmitting", "exchange", a.t.exchange(), "msgid", a.msgID, "reason", "timeout")
+	sa.h.transmit(a.pkts)
+}
+
+// handlePacket processes a datagram for this IKE SA.
+func (sa *ikeSA) handlePacket(p *packet, hdr wire.Header) {
+	if sa.state == StateDead {
+		return
+	}
+	// The I flag names the original initiator of this IKE SA; the peer's
+	// messages carry it exactly when we are not the initiator.
+	if hdr.IsInitiator() == sa.initiator {
+		sa.h.m.stats.unexpected.Add(1)
+		return
+	}
+	if hdr.IsResponse() {
+		sa.handleResponse(p, hdr)
+	} else {
+		sa.handleRequest(p, hdr)
+	}
+}
+
+func (sa *ikeSA) handleResponse(p *packet, hdr wire.Header) {
+	m := sa.h.m
+	a := sa.active
+	if a == nil || hdr.MessageID != a.msgID || hdr.Exchange != a.t.exchange() {
+		m.stats.unexpected.Add(1)
+		return
+	}
+	msg, err := wire.Decode(p.data)
+	if err == nil {
+		err = wire.CheckOuter(msg)
+	}
+	if err != nil {
+		m.stats.malformed.Add(1)
+		return
+	}
+	in := &inMsg{hdr: hdr, msg: msg, pkt: p, req: a.pkts}
+	if hdr.Exchange == wire.IKESAInit {
+		in.payloads = msg.Payloads
+	} else {
+		ps, complete, err := sa.open(msg, &sa.respFrag)
+		if errors.Is(err, suite.ErrIntegrity) {
+			m.stats.integrity.Add(1)
+			return
+		}
+		if err == nil && !complete {
+			return
+		}
+		if err == nil {
+			err = wire.CheckInner(hdr.Exchange, true, ps)
+		}
+		if err != nil {
+			// Authenticated but broken: the exchange failed.
+			m.stats.malformed.Add(1)
+			sa.log.Info("invalid response", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "err", err)
+			sa.active = nil
+			sa.nextReqID++
+			a.t.abort(sa, err)
+			sa.startNext()
+			return
+		}
+		in.payloads = ps
+		sa.h.lastRecv = m.clock.Now()
+		sa.h.notePath(p, false)
+	}
+	sa.log.Debug("received response", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "payloads", wire.Summary(in.payloads))
+	sa.active = nil
+	sa.nextReqID++
+	err = a.t.process(sa, in)
+	if errors.Is(err, errResend) {
+		sa.nextReqID--
+		ps, err := a.t.build(sa)
+		if err != nil {
+			a.t.abort(sa, err)
+			return
+		}
+		sa.sendRequest(a.t, ps)
+		return
+	}
+	if err != nil {
+		a.t.abort(sa, err)
+	}
+	if sa.state != StateDead {
+		sa.startNext()
+	}
+}
+
+func (sa *ikeSA) handleRequest(p *packet, hdr wire.Header) {
+	m := sa.h.m
+	if hdr.Exchange == wire.IKESAInit {
+		// A retransmitted IKE_SA_INIT request of a half-open SA.
+		hash := sha256.Sum256(p.data)
+		if sa.cache.valid && sa.cache.msgID == 0 && hash == sa.cache.hash && sa.state == StateConnecting {
+			if m.limiter.allow() {
+				m.stats.responsesResent.Add(1)
+				sa.h.sendTo(sa.cache.pkts, p.dst, p.src, p.natt)
+			} else {
+				m.stats.rateLimited.Add(1)
+			}
+			return
+		}
+		m.stats.unexpected.Add(1)
+		return
+	}
+	if sa.in == nil {
+		m.stats.unexpected.Add(1)
+		return
+	}
+	switch {
+	case hdr.MessageID == sa.expReqID:
+	case sa.cache.valid && hdr.MessageID == sa.cache.msgID:
+		if sa.isRetransmit(p, hdr) {
+			m.stats.responsesResent.Add(1)
+			sa.h.sendTo(sa.cache.pkts, p.dst, p.src, p.natt)
+		} else {
+			m.stats.messageID.Add(1)
+		}
+		return
+	default:
+		m.stats.messageID.Add(1)
+		return
+	}
+	hash := sha256.Sum256(p.data)
+	msg, err := wire.Decode(p.data)
+	if err == nil {
+		err = wire.CheckOuter(msg)
+	}
+	if err != nil {
+		m.stats.malformed.Add(1)
+		return
+	}
+	ps, complete, err := sa.open(msg, &sa.reqFrag)
+	if errors.Is(err, suite.ErrIntegrity) {
+		m.stats.integrity.Add(1)
+		return
+	}
+	if err == nil && !complete {
+		return
+	}
+	if err == nil {
+		err = wire.CheckInner(hdr.Exchange, false, ps)
+	}
+	in := &inMsg{hdr: hdr, msg: msg, payloads: ps, pkt: p}
+	sa.h.lastRecv = m.clock.Now()
+	sa.expReqID++
+	if err != nil {
+		// Authenticated, so we may say what is wrong (RFC 7296 §2.21.2/3).
+		m.stats.malformed.Add(1)
+		ne, ok := wire.AsNotifyError(err)
+		if !ok {
+			ne = wire.Errorf(wire.NotifyInvalidSyntax, "%v", err)
+		}
+		sa.log.Info("invalid request", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "reason", ne.Type)
+		sa.respond(in, hash, []wire.Payload{ne.Notify()})
+		if hdr.Exchange == wire.IKEAuth {
+			sa.h.die(err)
+		}
+		return
+	}
+	if hdr.Exchange != wire.IKEAuth {
+		sa.h.notePath(p, false)
+	}
+	sa.log.Debug("received request", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "payloads", wire.Summary(ps))
+	var resp []wire.Payload
+	var after func()
+	switch hdr.Exchange {
+	case wire.IKEAuth:
+		resp, after = sa.respondAuth(in)
+	case wire.CreateChildSA:
+		resp, after = sa.respondCreateChild(in)
+	case wire.Informational:
+		resp, after = sa.respondInformational(in)
+	}
+	sa.respond(in, hash, resp)
+	if after != nil {
+		after()
+	}
+}
+
+// isRetransmit reports whether a request with the last answered message ID
+// is a retransmission: the same octets, or (RFC 7383 §2.6.1) the first
+// fragment of a fragmented request.
+func (sa *ikeSA) isRetransmit(p *packet, hdr wire.Header) bool {
+	if hdr.NextPayload == wire.PayloadSKF && len(p.data) >= wire.HeaderLen+6 {
+		return p.data[wire.HeaderLen+4] == 0 && p.data[wire.HeaderLen+5] == 1
+	}
+	return sha256.Sum256(p.data) == sa.cache.hash
+}
+
+// respond sends (and caches) the response to a request.
+func (sa *ikeSA) respond(in *inMsg, hash [sha256.Size]byte, ps []wire.Payload) {
+	pkts, err := sa.encode(sa.header(in.hdr.Exchange, in.hdr.MessageID, true), ps)
+	if err != nil {
+		sa.log.Error("cannot encode response", "exchange", in.hdr.Exchange, "err", err)
+		return
+	}
+	p := in.pkt
+	sa.cache = respCache{valid: true, msgID: in.hdr.MessageID, hash: hash, pkts: pkts, src: p.dst, dst: p.src, natt: p.natt}
+	sa.log.Debug("sending response", "exchange", in.hdr.Exchange, "msgid", in.hdr.MessageID, "payloads", wire.Summary(ps))
+	sa.h.sendTo(pkts, p.dst, p.src, p.natt)
+}
+
+// tick runs the SA's timers.
+func (sa *ikeSA) tick(now time.Time) {
+	if sa.active != nil && !now.Before(sa.active.next) {
+		sa.retransmit(now)
+		if sa.state == StateDead {
+			return
+		}
+	}
+	if !sa.deadline.IsZero() && !now.Before(sa.deadline) {
+		switch sa.state {
+		case StateConnecting:
+			sa.log.Info("IKE SA not established in time", "reason", "half-open timeout")
+			sa.h.die(ErrTimeout)
+		default:
+			sa.log.Debug("forgetting replaced IKE SA", "reason", "no DELETE received")
+			sa.h.dropOther(sa)
+		}
+		return
+	}
+	if len(sa.pending) > 0 && sa.active == nil && !now.Before(sa.retryAt) {
+		sa.startNext()
+	}
+}
+
+// nextEvent is the earliest time tick has something to do.
+func (sa *ikeSA) nextEvent() time.Time {
+	var t time.Time
+	if sa.active != nil {
+		t = earliest(t, sa.active.next)
+	}
+	t = earliest(t, sa.deadline)
+	if len(sa.pending) > 0 && sa.active == nil {
+		t = earliest(t, sa.retryAt)
+	}
+	return t
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func sha256Sum(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }
