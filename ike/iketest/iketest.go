@@ -109,7 +109,9 @@ type Datagram struct {
 	Data     []byte
 }
 
-func (d Datagram) String() string { return fmt.Sprintf("%v -> %v (%d octets)", d.Src, d.Dst, len(d.Data)) }
+func (d Datagram) String() string {
+	return fmt.Sprintf("%v -> %v (%d octets)", d.Src, d.Dst, len(d.Data))
+}
 
 // Net is an in-memory network. Datagrams written by its Conns wait in a
 // queue until the test calls Deliver (or Auto delivers them).
