@@ -1,0 +1,164 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/mpsa-vpn/mpsa/configs"
+)
+
+// Fields are the attribute keys docs/LOGGING.md fixes, besides slog's own
+// time, level and msg. Add a field there before logging it.
+var Fields = []string{
+	"component", "ike_spi_i", "ike_spi_r", "msgid", "exchange", "esp_spi",
+	"peer", "local", "id", "group", "epoch", "prefix", "endpoint", "reason",
+	"err", "state",
+}
+
+// IsField reports whether key is one of Fields.
+func IsField(key string) bool { return slices.Contains(Fields, key) }
+
+// Logger is a daemon's root logger with a level that can change at run time
+// (on reload).
+type Logger struct {
+	*slog.Logger
+	level *slog.LevelVar
+}
+
+// NewLogger returns a logger writing cfg.Format (text or JSON) to w at
+// cfg.Level. Unset fields take configs' defaults.
+func NewLogger(w io.Writer, cfg configs.LogConfig) (*Logger, error) {
+	lv := new(slog.LevelVar)
+	l, err := ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, err
+	}
+	lv.Set(l)
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch cfg.Format {
+	case configs.LogText, "":
+		h = slog.NewTextHandler(w, opts)
+	case configs.LogJSON:
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("ops: log format %q: expected text or json", cfg.Format)
+	}
+	return &Logger{Logger: slog.New(h), level: lv}, nil
+}
+
+// SetLevel changes the level of every logger derived from l.
+func (l *Logger) SetLevel(level configs.LogLevel) error {
+	v, err := ParseLevel(level)
+	if err != nil {
+		return err
+	}
+	l.level.Set(v)
+	return nil
+}
+
+// Level returns the current level.
+func (l *Logger) Level() slog.Level { return l.level.Level() }
+
+// ParseLevel maps a configuration level name to its slog.Level; "" is info.
+func ParseLevel(level configs.LogLevel) (slog.Level, error) {
+	switch level {
+	case configs.LogDebug:
+		return slog.LevelDebug, nil
+	case configs.LogInfo, "":
+		return slog.LevelInfo, nil
+	case configs.LogWarn:
+		return slog.LevelWarn, nil
+	case configs.LogError:
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("ops: log level %q: expected debug, info, warn or error", level)
+}
+
+// SPI64 formats an IKE SPI as docs/LOGGING.md wants it: 16 hex digits.
+func SPI64(v uint64) string { return fmt.Sprintf("%016x", v) }
+
+// SPI32 formats an ESP SPI: 8 hex digits.
+func SPI32(v uint32) string { return fmt.Sprintf("%08x", v) }
+
+// IKESPIs returns the ike_spi_i and ike_spi_r attributes of an IKE SA.
+func IKESPIs(spiI, spiR uint64) []any {
+	return []any{slog.String("ike_spi_i", SPI64(spiI)), slog.String("ike_spi_r", SPI64(spiR))}
+}
+
+// FieldCheck is a slog.Handler that passes records on to another handler and
+// notes every attribute key that is not one of Fields (groups by their name),
+// so a test can hold a daemon to docs/LOGGING.md.
+type FieldCheck struct {
+	next   slog.Handler
+	shared *fieldCheckState
+}
+
+type fieldCheckState struct {
+	mu      sync.Mutex
+	unknown map[string]string // key → message of the first record that used it
+}
+
+// NewFieldCheck wraps next (nil: discard).
+func NewFieldCheck(next slog.Handler) *FieldCheck {
+	if next == nil {
+		next = slog.DiscardHandler
+	}
+	return &FieldCheck{next: next, shared: &fieldCheckState{unknown: map[string]string{}}}
+}
+
+// Unknown returns the keys seen that are not Fields, each with the message
+// of the first record that carried it.
+func (f *FieldCheck) Unknown() map[string]string {
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	out := make(map[string]string, len(f.shared.unknown))
+	for k, v := range f.shared.unknown {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *FieldCheck) note(key, msg string) {
+	if IsField(key) {
+		return
+	}
+	f.shared.mu.Lock()
+	if _, ok := f.shared.unknown[key]; !ok {
+		f.shared.unknown[key] = msg
+	}
+	f.shared.mu.Unlock()
+}
+
+// Enabled implements slog.Handler.
+func (f *FieldCheck) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+// Handle implements slog.Handler.
+func (f *FieldCheck) Handle(ctx context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		f.note(a.Key, r.Message)
+		return true
+	})
+	if !f.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return f.next.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (f *FieldCheck) WithAttrs(as []slog.Attr) slog.Handler {
+	for _, a := range as {
+		f.note(a.Key, "(logger attribute)")
+	}
+	return &FieldCheck{next: f.next.WithAttrs(as), shared: f.shared}
+}
+
+// WithGroup implements slog.Handler.
+func (f *FieldCheck) WithGroup(name string) slog.Handler {
+	f.note(name, "(logger group)")
+	return &FieldCheck{next: f.next.WithGroup(name), shared: f.shared}
+}
