@@ -31,11 +31,11 @@ var modp2048 = func() *big.Int {
 }()
 
 // modpExponentBits is the length of the random private exponent for MODP
-// groups. RFC 3526 §8 estimates group 14 at 110 to 160 bits of strength and
-// asks for an exponent of at least twice that; 320 bits meets the upper
-// estimate and keeps a modular exponentiation several times cheaper than a
-// full-length exponent.
-const modpExponentBits = 320
+// groups. Group 14 offers about 112 bits of strength (NIST SP 800-57);
+// SP 800-56A and RFC 3526 §8 ask for an exponent of at least twice that
+// (OpenSSL uses 225 bits). 256 bits meets it with margin and keeps a modular
+// exponentiation about eight times cheaper than a full-length exponent.
+const modpExponentBits = 256
 
 // DHPublicLen returns the length in octets of a Key Exchange payload's data
 // for group g (RFC 7296 §3.4): the modulus length for MODP (RFC 3526), x | y
@@ -55,8 +55,16 @@ func DHPublicLen(g transform.DH) (int, error) {
 	return 0, fmt.Errorf("suite: %w: Diffie-Hellman group %v", ErrUnsupported, g)
 }
 
-// DH is one side's ephemeral Diffie-Hellman key for one exchange. It is not
-// safe for concurrent use; call Wipe when the exchange is done.
+// DH is one side's ephemeral Diffie-Hellman key. PublicValue and
+// SharedSecret may be called any number of times, concurrently: a responder
+// may reuse one key for several exchanges for a short while (RFC 7296
+// §2.12) to halve its Diffie-Hellman cost. Wipe must not race with them;
+// call it when the key is retired.
+//
+// MODP exponentiation uses math/big, which is not constant time; the
+// exponent is ephemeral, so a timing observer sees at most the exchanges
+// that use one key. The elliptic curve groups use crypto/ecdh (constant
+// time).
 type DH struct {
 	group transform.DH
 	pub   []byte

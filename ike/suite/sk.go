@@ -50,8 +50,9 @@ type SKCipher struct {
 	icvLen int
 	block  int // padding alignment: 16 for CBC, 1 for AEAD
 
-	cbc  cipher.Block
-	mac  hash.Hash
+	cbcEnc cbcMode // AES-CBC, IV set per message
+	cbcDec cbcMode
+	mac    hash.Hash
 	aead cipher.AEAD
 
 	key     []byte // copy of SK_e (wiped by Wipe)
@@ -60,8 +61,13 @@ type SKCipher struct {
 	rand    io.Reader
 	nonce   [12]byte
 	sum     [sha512.Size]byte
-	prev    [aes.BlockSize]byte
-	next    [aes.BlockSize]byte
+}
+
+// cbcMode is a CBC BlockMode whose IV can be reset, as crypto/cipher's CBC
+// implementations allow (crypto/tls relies on the same method).
+type cbcMode interface {
+	cipher.BlockMode
+	SetIV([]byte)
 }
 
 // NewSKCipher builds the protection for one direction from the suite's
@@ -89,8 +95,16 @@ func NewSKCipher(s Suite, encKey, integKey []byte, rand io.Reader) (*SKCipher, e
 		if rand == nil {
 			return nil, fmt.Errorf("suite: AES-CBC needs a random source for IVs")
 		}
-		if c.cbc, err = aes.NewCipher(c.key); err != nil {
+		block, err := aes.NewCipher(c.key)
+		if err != nil {
 			return nil, fmt.Errorf("suite: %w", err)
+		}
+		var zero [aes.BlockSize]byte
+		var ok1, ok2 bool
+		c.cbcEnc, ok1 = cipher.NewCBCEncrypter(block, zero[:]).(cbcMode)
+		c.cbcDec, ok2 = cipher.NewCBCDecrypter(block, zero[:]).(cbcMode)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("suite: AES-CBC without SetIV")
 		}
 		var h func() hash.Hash
 		switch s.Integ {
@@ -189,13 +203,8 @@ func (c *SKCipher) Seal(msg, plaintext []byte) ([]byte, error) {
 	if _, err := io.ReadFull(c.rand, iv); err != nil {
 		return nil, fmt.Errorf("suite: SK IV: %w", err)
 	}
-	prev := iv
-	for i := 0; i < len(body); i += aes.BlockSize {
-		blk := body[i : i+aes.BlockSize]
-		subtle.XORBytes(blk, blk, prev)
-		c.cbc.Encrypt(blk, blk)
-		prev = blk
-	}
+	c.cbcEnc.SetIV(iv)
+	c.cbcEnc.CryptBlocks(body, body)
 	icvOff := off + total - c.icvLen
 	c.mac.Reset()
 	c.mac.Write(msg[:icvOff])
@@ -249,14 +258,9 @@ func (c *SKCipher) Open(dst, msg []byte, off int) ([]byte, error) {
 		}
 		var tail []byte
 		out, tail = sliceForAppend(dst, len(ct))
-		copy(c.prev[:], iv)
-		for i := 0; i < len(ct); i += aes.BlockSize {
-			copy(c.next[:], ct[i:i+aes.BlockSize]) // ct and tail may be the same memory
-			blk := tail[i : i+aes.BlockSize]
-			c.cbc.Decrypt(blk, c.next[:])
-			subtle.XORBytes(blk, blk, c.prev[:])
-			c.prev = c.next
-		}
+		copy(tail, ct) // no-op when decrypting in place
+		c.cbcDec.SetIV(iv)
+		c.cbcDec.CryptBlocks(tail, tail)
 	}
 	pt := out[len(dst):]
 	padLen := int(pt[len(pt)-1])
@@ -286,9 +290,7 @@ func (c *SKCipher) Wipe() {
 	clear(c.key)
 	clear(c.salt[:])
 	clear(c.sum[:])
-	clear(c.prev[:])
-	clear(c.next[:])
-	c.key, c.cbc, c.mac, c.aead = nil, nil, nil, nil
+	c.key, c.cbcEnc, c.cbcDec, c.mac, c.aead = nil, nil, nil, nil, nil
 }
 
 // sliceForAppend extends in by n octets, reusing its capacity when possible,

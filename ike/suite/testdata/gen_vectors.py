@@ -136,7 +136,7 @@ def main():
         "15728E5A8AACAA68FFFFFFFFFFFFFFFF", 16)
     modp = []
     for idx in range(3):
-        xa, xb = pattern(0x05 + 7 * idx, 40), pattern(0x90 + 11 * idx, 40)  # 320-bit exponents
+        xa, xb = pattern(0x05 + 7 * idx, 32), pattern(0x90 + 11 * idx, 32)  # 256-bit exponents
         a, b = int.from_bytes(xa, "big"), int.from_bytes(xb, "big")
         ya, yb = pow(2, a, p), pow(2, b, p)
         z = pow(yb, a, p)
