@@ -53,7 +53,7 @@ type SKCipher struct {
 	cbcEnc cbcMode // AES-CBC, IV set per message
 	cbcDec cbcMode
 	mac    hash.Hash
-	aead cipher.AEAD
+	aead   cipher.AEAD
 
 	key     []byte // copy of SK_e (wiped by Wipe)
 	salt    [4]byte
