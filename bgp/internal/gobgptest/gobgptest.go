@@ -1,0 +1,140 @@
+// Package gobgptest starts a bare embedded GoBGP v3 route reflector for
+// tests and benchmarks: dynamic neighbors for a prefix, one peer group of
+// route-reflector clients, IPv4 and IPv6 unicast, optional graceful restart.
+// It is the reference peer our own code is measured and tested against.
+package gobgptest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"testing"
+
+	api "github.com/osrg/gobgp/v3/api"
+	gblog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/mpsa-vpn/mpsa/bgp/internal/gobgplog"
+)
+
+// Options configure the reflector; zero fields take the defaults noted.
+type Options struct {
+	ASN          uint32 // 65000
+	RouterID     string // "10.255.255.1"
+	ListenAddr   string // "127.0.0.1"
+	Port         int    // a free port
+	Dynamic      string // dynamic neighbor prefix, "127.0.0.0/8"
+	HoldTime     uint64 // 90
+	GR           bool   // offer graceful restart (helper and restarting speaker)
+	RestartTime  uint32 // GR restart time, 120
+	Restarting   bool   // start as a restarting speaker (F bit set, deferral)
+	DeferralTime uint32 // GR selection deferral, 360
+	GRPC         string // gRPC listen address, none if empty
+	Logger       *slog.Logger
+}
+
+// Families are the address families the reflector serves.
+var Families = []*api.Family{
+	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
+	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts the reflector; Stop it when done.
+func Start(ctx context.Context, o Options) (*server.BgpServer, Options, error) {
+	if o.ASN == 0 {
+		o.ASN = 65000
+	}
+	if o.RouterID == "" {
+		o.RouterID = "10.255.255.1"
+	}
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1"
+	}
+	if o.Dynamic == "" {
+		o.Dynamic = "127.0.0.0/8"
+	}
+	if o.HoldTime == 0 {
+		o.HoldTime = 90
+	}
+	if o.RestartTime == 0 {
+		o.RestartTime = 120
+	}
+	if o.DeferralTime == 0 {
+		o.DeferralTime = 360
+	}
+	if o.Port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, o, err
+		}
+		o.Port = p
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	opts := []server.ServerOption{server.LoggerOption(gobgplog.New(lg, gblog.WarnLevel))}
+	if o.GRPC != "" {
+		opts = append(opts, server.GrpcListenAddress(o.GRPC))
+	}
+	s := server.NewBgpServer(opts...)
+	go s.Serve()
+	err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: o.ASN, RouterId: o.RouterID, ListenPort: int32(o.Port), ListenAddresses: []string{o.ListenAddr},
+	}})
+	if err != nil {
+		s.Stop()
+		return nil, o, fmt.Errorf("gobgptest: StartBgp: %w", err)
+	}
+	var afis []*api.AfiSafi
+	for _, f := range Families {
+		a := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}}
+		if o.GR {
+			a.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		afis = append(afis, a)
+	}
+	pg := &api.PeerGroup{
+		Conf:           &api.PeerGroupConf{PeerGroupName: "cpe", PeerAsn: o.ASN},
+		RouteReflector: &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: o.RouterID},
+		AfiSafis:       afis,
+		Timers:         &api.Timers{Config: &api.TimersConfig{HoldTime: o.HoldTime, KeepaliveInterval: o.HoldTime / 3}},
+	}
+	if o.GR {
+		pg.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: o.RestartTime,
+			NotificationEnabled: true, DeferralTime: o.DeferralTime, LocalRestarting: o.Restarting}
+	}
+	if err := s.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: pg}); err != nil {
+		s.Stop()
+		return nil, o, fmt.Errorf("gobgptest: AddPeerGroup: %w", err)
+	}
+	if err := s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
+		Prefix: o.Dynamic, PeerGroup: "cpe"}}); err != nil {
+		s.Stop()
+		return nil, o, fmt.Errorf("gobgptest: AddDynamicNeighbor: %w", err)
+	}
+	return s, o, nil
+}
+
+// StartT is Start for tests: it fails the test on error and stops the
+// reflector when the test ends.
+func StartT(tb testing.TB, o Options) (*server.BgpServer, Options) {
+	tb.Helper()
+	s, o, err := Start(context.Background(), o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s, o
+}
