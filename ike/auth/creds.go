@@ -88,8 +88,9 @@ func (l *Local) Authenticate(prf suite.PRF, octets []byte, peer *Peer, peerHashe
 	return MethodPSK, PSKAuth(prf, psk, octets), nil
 }
 
-// String never prints key material.
-func (l *Local) String() string {
+// String never prints key material (value receiver: %v of a Local or a
+// *Local is safe).
+func (l Local) String() string {
 	kind := "psk"
 	if l.Signer != nil {
 		kind = "signature"
@@ -98,6 +99,9 @@ func (l *Local) String() string {
 	}
 	return fmt.Sprintf("local %v (%s)", l.ID, kind)
 }
+
+// GoString never prints key material either.
+func (l Local) GoString() string { return l.String() }
 
 // Peer is how a peer must authenticate, as the lookup hook returns it for
 // the peer's identity.
@@ -135,10 +139,14 @@ func (p *Peer) Verify(prf suite.PRF, id ID, method Method, authData, octets []by
 	return VerifySignature(leaf.PublicKey, method, octets, authData)
 }
 
-// String never prints key material.
-func (p *Peer) String() string {
+// String never prints key material (value receiver: %v of a Peer or a
+// *Peer is safe).
+func (p Peer) String() string {
 	return fmt.Sprintf("peer (psk %t, cas %t)", p.PSK != nil, p.CAs != nil)
 }
+
+// GoString never prints key material either.
+func (p Peer) GoString() string { return p.String() }
 
 // ErrUnknownPeer is returned by a Lookup for an identity it does not
 // authorise; the exchange ends with AUTHENTICATION_FAILED.

@@ -129,6 +129,12 @@ func curveOf(g transform.DH) (ecdh.Curve, int) {
 	return ecdh.X25519(), 32
 }
 
+// String never prints the private key.
+func (d DH) String() string { return "DH " + d.group.String() }
+
+// GoString never prints the private key either.
+func (d DH) GoString() string { return d.String() }
+
 // Group returns the Diffie-Hellman group.
 func (d *DH) Group() transform.DH { return d.group }
 

@@ -125,16 +125,12 @@ func (k *IKEKeys) Wipe() {
 	}
 }
 
-// String never prints key material.
-func (k *IKEKeys) String() string {
-	if k == nil {
-		return "IKE keys <nil>"
-	}
-	return "IKE keys " + k.Suite.String()
-}
+// String never prints key material (value receiver, so %v of a value or a
+// pointer is safe).
+func (k IKEKeys) String() string { return "IKE keys " + k.Suite.String() }
 
 // GoString never prints key material either.
-func (k *IKEKeys) GoString() string { return k.String() }
+func (k IKEKeys) GoString() string { return k.String() }
 
 // SKCiphers returns the SK payload protection of this IKE SA for the given
 // role: out protects what this side sends (SK_ei/SK_ai for the original
@@ -176,6 +172,14 @@ func (c *ChildSAKeys) InOut(initiator bool) (in, out *esp.Keys) {
 	}
 	return &c.IToR, &c.RToI
 }
+
+// String never prints key material.
+func (c ChildSAKeys) String() string {
+	return fmt.Sprintf("CHILD_SA keys %v / %v", c.IToR, c.RToI)
+}
+
+// GoString never prints key material either.
+func (c ChildSAKeys) GoString() string { return c.String() }
 
 // Wipe zeroes both directions' key material.
 func (c *ChildSAKeys) Wipe() {

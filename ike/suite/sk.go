@@ -144,6 +144,17 @@ func NewSKCipher(s Suite, encKey, integKey []byte, rand io.Reader) (*SKCipher, e
 	return c, nil
 }
 
+// String never prints key material.
+func (c SKCipher) String() string {
+	if c.integ == transform.IntegNone {
+		return "SK cipher " + c.encr.String()
+	}
+	return "SK cipher " + c.encr.String() + "/" + c.integ.String()
+}
+
+// GoString never prints key material either.
+func (c SKCipher) GoString() string { return c.String() }
+
 // IVLen is the length of the IV that starts the payload body.
 func (c *SKCipher) IVLen() int { return c.ivLen }
 
