@@ -171,6 +171,11 @@ func (m *Manager) nonce() ([]byte, error) {
 	if _, err := io.ReadFull(m.rand, n); err != nil {
 		return nil, fmt.Errorf("ike: nonce: %w", err)
 	}
+	if f := m.nonceFirst.Load(); f != 0 {
+		// Tests choose which of colliding exchanges holds the lowest
+		// nonce (strongSwan's exchange tests do the same).
+		n[0] = byte(f - 1)
+	}
 	return n, nil
 }
 

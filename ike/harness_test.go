@@ -137,13 +137,37 @@ func (p *pair) next() iketest.Datagram {
 	return d
 }
 
-// step delivers the next datagram and returns its decoded header and
-// outer payloads.
+// step delivers the next datagram, waits until both sides have processed
+// it, and returns its decoded header and outer payloads.
 func (p *pair) step() *wire.Message {
 	p.t.Helper()
 	d := p.next()
 	p.net.Deliver(d)
+	p.settle()
 	return decodeDatagram(p.t, d)
+}
+
+// settle waits until both endpoints have read what was delivered and their
+// SAs have run everything queued so far.
+func (p *pair) settle() {
+	p.t.Helper()
+	for _, e := range []*endpoint{p.i, p.r} {
+		e.settle()
+	}
+}
+
+func (e *endpoint) settle() {
+	e.t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	for _, conn := range []*iketest.Conn{e.c500, e.c4500} {
+		if err := conn.Idle(c); err != nil {
+			e.t.Fatalf("%s: reader busy: %v", e.name, err)
+		}
+	}
+	for _, h := range e.m.Handles() {
+		_ = h.call(c, func() error { return nil })
+	}
 }
 
 // expect steps one datagram and checks its exchange and direction.
@@ -281,4 +305,66 @@ func checkGoroutines(t testing.TB) {
 			time.Sleep(time.Millisecond)
 		}
 	})
+}
+
+// lastResponseNotify decrypts the response m last sent for sa and returns
+// its first notify type (0 if none).
+func (m *Manager) lastResponseNotify(t testing.TB, h *SA) wire.NotifyType {
+	t.Helper()
+	var out wire.NotifyType
+	err := h.call(context.Background(), func() error {
+		for _, sa := range h.ikeSAs() {
+			c := sa.cache
+			if !c.valid {
+				continue
+			}
+			msg, err := wire.Decode(append([]byte(nil), c.pkts[0]...))
+			if err != nil {
+				return err
+			}
+			sk, prefix := msg.Encrypted()
+			// Our own response is sealed for the peer: open it with the
+			// peer's direction keys.
+			_, in, err := sa.keys.SKCiphers(!sa.initiator, sa.h.m.rand)
+			if err != nil {
+				return err
+			}
+			plain, err := in.OpenInPlace(msg.Raw, len(prefix))
+			if err != nil {
+				return err
+			}
+			ps, err := wire.DecodePayloads(sk.Inner, plain)
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				if n, ok := p.(*wire.Notify); ok {
+					out = n.NotifyType
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// exhaustRetransmits steps the clock through the retransmission schedule of
+// a request just sent (4 s × 1.8^n): each retransmission must come exactly
+// on time, and is lost; after the last one the exchange gives up.
+func (p *pair) exhaustRetransmits() {
+	p.t.Helper()
+	gap := DefaultRetransmitTimeout
+	for i := 0; i <= DefaultRetransmitTries; i++ {
+		p.clk.Advance(gap - time.Millisecond)
+		p.quiet()
+		p.clk.Advance(time.Millisecond)
+		if i < DefaultRetransmitTries {
+			p.next() // retransmission i+1, lost
+		}
+		gap = time.Duration(float64(gap) * DefaultRetransmitBase)
+	}
 }

@@ -34,6 +34,9 @@ type Manager struct {
 
 	stats stats
 	conns atomic.Pointer[[]*managedConn]
+	// nonceFirst, when not zero, is one more than the first octet of every
+	// nonce drawn (tests of rekey collisions set it).
+	nonceFirst atomic.Uint32
 	wg    sync.WaitGroup // readers and SA executors
 
 	mu       sync.Mutex        // guards the following

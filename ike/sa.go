@@ -212,7 +212,7 @@ func (h *SA) routineRun() {
 // call runs f on the executor and waits for it (or ctx).
 func (h *SA) call(ctx context.Context, f func() error) error {
 	res := make(chan error, 1)
-	if !h.post(func() { res <- f() }) {
+	if !h.run(func() { res <- f() }) {
 		return h.deadErr()
 	}
 	select {

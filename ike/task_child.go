@@ -91,6 +91,11 @@ func (t *childTask) process(sa *ikeSA, in *inMsg) error {
 		}
 	}
 	if n := wire.FindNotify(ps, wire.NotifyTemporaryFailure); n != nil {
+		if c := t.rekey; c != nil && c.state == childDeleted {
+			// Deleted meanwhile (RFC 7296 §2.25.1): nothing to rekey.
+			t.finish(sa, nil)
+			return nil
+		}
 		if c := t.rekey; c != nil && c.collision != nil {
 			// The peer's rekey of this CHILD_SA went through (§2.8.1,
 			// delayed request): theirs replaces it, ours is off.
@@ -277,7 +282,13 @@ func (sa *ikeSA) respondChild(in *inMsg) ([]wire.Payload, func()) {
 	if refusal != nil {
 		return []wire.Payload{refusal}, nil
 	}
-	tsi, tsr := h.narrow(tsiP.Selectors, tsrP.Selectors)
+	var tsi, tsr []wire.Selector
+	if old != nil {
+		// A rekey keeps the CHILD_SA's selectors (RFC 7296 §2.9.2).
+		tsi, tsr = narrow(tsiP.Selectors, old.remoteTS), narrow(tsrP.Selectors, old.localTS)
+	} else {
+		tsi, tsr = h.narrow(tsiP.Selectors, tsrP.Selectors)
+	}
 	if len(tsi) == 0 || len(tsr) == 0 {
 		return notify(wire.NotifyTSUnacceptable), nil
 	}

@@ -451,7 +451,10 @@ func (sa *ikeSA) respondFirstChild(ps []wire.Payload) ([]wire.Payload, *child, s
 	return out, &child{inSPI: spi, outSPI: choice.peerSPI, suite: choice.suite, localTS: tsr, remoteTS: tsi}, keys
 }
 
-// narrow applies the responder's traffic selector policy.
+// narrow applies this side's traffic selector policy as responder of an
+// exchange. On the original initiator (a CPE answering the hub's
+// CREATE_CHILD_SA) the policy is the Connection's: its LocalTS (or virtual
+// IPs, or address) and RemoteTS.
 func (h *SA) narrow(tsi, tsr []wire.Selector) (ni, nr []wire.Selector) {
 	if f := h.m.cfg.Policy.NarrowTS; f != nil {
 		ni, nr, err := f(h.peerInfo(), h.vips, tsi, tsr)
@@ -459,6 +462,22 @@ func (h *SA) narrow(tsi, tsr []wire.Selector) (ni, nr []wire.Selector) {
 			return nil, nil
 		}
 		return ni, nr
+	}
+	if c := h.conn; c != nil {
+		local, remote := c.LocalTS, c.RemoteTS
+		if len(local) == 0 {
+			for _, v := range h.vips {
+				local = append(local, hostPrefix(v.Addr()))
+			}
+		}
+		if len(local) == 0 {
+			local = []netip.Prefix{hostPrefix(h.local.Addr())}
+		}
+		if len(remote) == 0 {
+			remote = []netip.Prefix{netip.PrefixFrom(h.remote.Addr(), 0)}
+		}
+		// The peer's initiator side is our remote.
+		return narrow(tsi, selectors(remote)), narrow(tsr, selectors(local))
 	}
 	return NarrowDefault(tsi, tsr, h.m.cfg.LocalTS, h.m.cfg.RemoteTS, h.vips, h.local.Addr(), h.remote.Addr())
 }

@@ -136,7 +136,7 @@ func NewNet() *Net {
 func (n *Net) Listen(addr netip.AddrPort) *Conn {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	c := &Conn{n: n, local: addr, in: make(chan Datagram, 256), closed: make(chan struct{})}
+	c := &Conn{n: n, local: addr, in: make(chan Datagram, 256), closed: make(chan struct{}), changed: make(chan struct{}, 1)}
 	n.conns[addr] = c
 	return c
 }
@@ -244,6 +244,9 @@ func (n *Net) Deliver(d Datagram) {
 	if c == nil {
 		return
 	}
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
 	select {
 	case c.in <- Datagram{Src: d.Src, Dst: d.Dst, Data: append([]byte(nil), d.Data...)}:
 	case <-c.closed:
@@ -253,20 +256,60 @@ func (n *Net) Deliver(d Datagram) {
 // Conn is an endpoint on a Net; it implements ike.Conn.
 type Conn struct {
 	n      *Net
-	mu     sync.Mutex // guards local
-	local  netip.AddrPort
 	in     chan Datagram
 	once   sync.Once
 	closed chan struct{}
+	// changed is signalled whenever the reader comes back for more.
+	changed chan struct{}
+
+	mu    sync.Mutex // guards the following
+	local netip.AddrPort
+	// pending counts datagrams delivered and not yet fully handled: the
+	// reader has handled one when it asks for the next.
+	pending int
+	inHand  bool
 }
 
 // ReadPacket implements ike.Conn.
 func (c *Conn) ReadPacket(b []byte) (int, netip.AddrPort, netip.AddrPort, error) {
+	c.mu.Lock()
+	if c.inHand {
+		c.inHand = false
+		c.pending--
+	}
+	c.mu.Unlock()
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
 	select {
 	case d := <-c.in:
+		c.mu.Lock()
+		c.inHand = true
+		c.mu.Unlock()
 		return copy(b, d.Data), d.Src, d.Dst, nil
 	case <-c.closed:
 		return 0, netip.AddrPort{}, netip.AddrPort{}, net.ErrClosed
+	}
+}
+
+// Idle waits until every datagram delivered to c has been read and handed
+// on, that is until its reader came back for more after the last one.
+func (c *Conn) Idle(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		idle := c.pending == 0
+		c.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-c.changed:
+		case <-c.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
