@@ -37,7 +37,7 @@ type Manager struct {
 	// nonceFirst, when not zero, is one more than the first octet of every
 	// nonce drawn (tests of rekey collisions set it).
 	nonceFirst atomic.Uint32
-	wg    sync.WaitGroup // readers and SA executors
+	wg         sync.WaitGroup // readers and SA executors
 
 	mu       sync.Mutex        // guards the following
 	sas      map[uint64]*ikeSA // by our SPI

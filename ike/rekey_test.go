@@ -1,8 +1,8 @@
 package ike
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"testing"
 	"time"
 
