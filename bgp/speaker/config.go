@@ -77,6 +77,13 @@ type Config struct {
 	// when the CPE's data plane does not survive a restart of this speaker.
 	NoForwardingPreserved bool
 
+	// DeferEndOfRIB holds back our End-of-RIB markers until SendEndOfRIB
+	// is called. A GR-restarting reflector waits for every peer's
+	// End-of-RIB before it selects and sends routes (RFC 4724 §4.1); the hub
+	// uses a speaker with this set to keep that deferral open until every
+	// live CPE is back.
+	DeferEndOfRIB bool
+
 	// OnState, if set, is called with every FSM state change, from the
 	// session goroutine; it must not block.
 	OnState func(State)

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -33,8 +34,13 @@ type runningSpeaker struct {
 
 // start runs a speaker until the test ends and checks it leaves no
 // goroutine behind.
+var dbgLogger *slog.Logger
+
 func start(t *testing.T, cfg Config) *runningSpeaker {
 	t.Helper()
+	if cfg.Logger == nil && dbgLogger != nil {
+		cfg.Logger = dbgLogger.With("rid", cfg.RouterID.String())
+	}
 	sink := speakertest.NewSink()
 	if cfg.Sink == nil {
 		cfg.Sink = sink

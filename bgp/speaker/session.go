@@ -119,8 +119,9 @@ type session struct {
 	localAddr   netip.Addr
 
 	// Advertised to the peer.
-	adv   map[netip.Prefix]struct{}
-	advEP netip.AddrPort
+	adv        map[netip.Prefix]struct{}
+	advEP      netip.AddrPort
+	eorPending bool // our End-of-RIB markers are still to be sent
 
 	establishedAt time.Time
 }
@@ -557,6 +558,10 @@ func (ss *session) established(ctx context.Context) error {
 			if err := ss.syncAdvertised(false); err != nil {
 				return err
 			}
+		case <-sp.eor:
+			if err := ss.sendEndOfRIB(); err != nil {
+				return err
+			}
 		case <-sp.rr:
 			if !ss.peerRefresh {
 				continue
@@ -578,13 +583,10 @@ func (ss *session) adoptRIB() {
 	sp.ribMu.Lock()
 	defer sp.ribMu.Unlock()
 	r := &sp.rib
-	if r.restartTimer != nil {
-		r.restartTimer.Stop()
-		r.restartTimer = nil
-	}
+	sp.stopTimerLocked(&r.restartTimer)
 	if r.peer != ss.peerID {
 		// A different hub: nothing it sends replaces the old routes.
-		r.stopTimers()
+		sp.stopTimersLocked()
 		sp.flushAllLocked()
 		r.peer = ss.peerID
 		return
@@ -612,7 +614,7 @@ func (ss *session) adoptRIB() {
 	}
 	// Stale routes wait for End-of-RIB, but not forever.
 	gen := r.gen
-	r.staleTimer = time.AfterFunc(sp.cfg.StalePathTime, func() {
+	r.staleTimer = sp.afterFunc(sp.cfg.StalePathTime, func() {
 		sp.ribMu.Lock()
 		defer sp.ribMu.Unlock()
 		if sp.rib.gen != gen {

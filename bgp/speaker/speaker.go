@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
@@ -22,8 +23,10 @@ type Speaker struct {
 	log  *slog.Logger
 	wake chan struct{} // cap 1: advertised prefixes or endpoint changed
 	rr   chan struct{} // cap 1: Refresh was called
+	eor  chan struct{} // cap 1: SendEndOfRIB was called
 
-	stats counters
+	stats       counters
+	eorReleased atomic.Bool // SendEndOfRIB was called (Config.DeferEndOfRIB)
 
 	// mu guards the following fields.
 	mu       sync.Mutex
@@ -36,6 +39,8 @@ type Speaker struct {
 	// are serialised. Lock order: ribMu before mu.
 	ribMu sync.Mutex
 	rib   rib
+
+	timers sync.WaitGroup // graceful-restart timer callbacks scheduled or running
 }
 
 // New checks cfg and returns a speaker that is not yet connected.
@@ -48,6 +53,7 @@ func New(cfg Config) (*Speaker, error) {
 		log:  cfg.Logger.With("component", "bgp"),
 		wake: make(chan struct{}, 1),
 		rr:   make(chan struct{}, 1),
+		eor:  make(chan struct{}, 1),
 	}
 	s.prefixes = normalise(cfg.Prefixes)
 	s.endpoint = cfg.Endpoint
@@ -96,6 +102,13 @@ func (s *Speaker) SetEndpoint(ep netip.AddrPort) {
 // 2918), for example after the FIB was rebuilt. It does nothing unless a
 // session with a peer that supports route refresh is established.
 func (s *Speaker) Refresh() { s.poke(s.rr) }
+
+// SendEndOfRIB releases the End-of-RIB markers held back by
+// Config.DeferEndOfRIB, now and for every later session.
+func (s *Speaker) SendEndOfRIB() {
+	s.eorReleased.Store(true)
+	s.poke(s.eor)
+}
 
 func (s *Speaker) poke(c chan struct{}) {
 	select {
@@ -161,9 +174,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer s.log.Debug("routineRun stopped")
 	defer func() {
 		s.ribMu.Lock()
-		s.rib.stopTimers()
+		s.stopTimersLocked()
 		s.flushAllLocked()
 		s.ribMu.Unlock()
+		s.timers.Wait()
 		s.setState(StateIdle, "stopped")
 		s.mu.Lock()
 		s.running = false
@@ -210,7 +224,7 @@ func (s *Speaker) sessionEnded(end endReason) {
 		return // routes (stale or not) belong to an earlier session
 	}
 	if !end.graceful() {
-		s.rib.stopTimers()
+		s.stopTimersLocked()
 		s.flushAllLocked()
 		return
 	}
@@ -223,15 +237,15 @@ func (s *Speaker) sessionEnded(end endReason) {
 	}
 	n := s.markStaleLocked(keep)
 	if n == 0 || gr.restart == 0 {
-		s.rib.stopTimers()
+		s.stopTimersLocked()
 		s.flushAllLocked()
 		return
 	}
 	s.log.Info("hub session lost, keeping its routes as stale", "peer", s.rib.peer.String(),
 		"reason", end.reason(), "routes", n, "restart_time", gr.restart.String())
-	s.rib.stopTimers()
+	s.stopTimersLocked()
 	gen := s.rib.gen
-	s.rib.restartTimer = time.AfterFunc(gr.restart, func() {
+	s.rib.restartTimer = s.afterFunc(gr.restart, func() {
 		s.ribMu.Lock()
 		defer s.ribMu.Unlock()
 		if s.rib.gen != gen {
@@ -256,16 +270,29 @@ type rib struct {
 
 const flagStale = 1
 
-func (r *rib) stopTimers() {
-	r.gen++
-	if r.restartTimer != nil {
-		r.restartTimer.Stop()
-		r.restartTimer = nil
+// afterFunc is time.AfterFunc whose callback Run waits for.
+func (s *Speaker) afterFunc(d time.Duration, f func()) *time.Timer {
+	s.timers.Add(1)
+	return time.AfterFunc(d, func() {
+		defer s.timers.Done()
+		f()
+	})
+}
+
+// stopTimerLocked stops a timer made by afterFunc; it is nil afterwards.
+func (s *Speaker) stopTimerLocked(t **time.Timer) {
+	if *t != nil && (*t).Stop() {
+		s.timers.Done()
 	}
-	if r.staleTimer != nil {
-		r.staleTimer.Stop()
-		r.staleTimer = nil
-	}
+	*t = nil
+}
+
+// stopTimersLocked stops both GR timers and invalidates callbacks already
+// running.
+func (s *Speaker) stopTimersLocked() {
+	s.rib.gen++
+	s.stopTimerLocked(&s.rib.restartTimer)
+	s.stopTimerLocked(&s.rib.staleTimer)
 }
 
 func familyOf(p netip.Prefix) bgp.RouteFamily {

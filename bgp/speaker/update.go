@@ -283,9 +283,8 @@ func (ss *session) endOfRIB(f bgp.RouteFamily) {
 	sp.ribMu.Lock()
 	defer sp.ribMu.Unlock()
 	sp.flushStaleLocked([]bgp.RouteFamily{f})
-	if sp.rib.stale == 0 && sp.rib.staleTimer != nil {
-		sp.rib.staleTimer.Stop()
-		sp.rib.staleTimer = nil
+	if sp.rib.stale == 0 {
+		sp.stopTimerLocked(&sp.rib.staleTimer)
 	}
 }
 
@@ -328,11 +327,22 @@ func (ss *session) syncAdvertised(all bool) error {
 		return err
 	}
 	if all {
-		for _, f := range ourFamilies {
-			if _, ok := ss.families[f]; ok {
-				if err := ss.write(bgp.NewEndOfRib(f)); err != nil {
-					return err
-				}
+		ss.eorPending = true
+	}
+	return ss.sendEndOfRIB()
+}
+
+// sendEndOfRIB sends the End-of-RIB markers of a new session unless they
+// are held back (Config.DeferEndOfRIB).
+func (ss *session) sendEndOfRIB() error {
+	if !ss.eorPending || ss.sp.cfg.DeferEndOfRIB && !ss.sp.eorReleased.Load() {
+		return nil
+	}
+	ss.eorPending = false
+	for _, f := range ourFamilies {
+		if _, ok := ss.families[f]; ok {
+			if err := ss.write(bgp.NewEndOfRib(f)); err != nil {
+				return err
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -20,17 +21,18 @@ import (
 
 // Options configure the reflector; zero fields take the defaults noted.
 type Options struct {
-	ASN          uint32 // 65000
-	RouterID     string // "10.255.255.1"
-	ListenAddr   string // "127.0.0.1"
-	Port         int    // a free port
-	Dynamic      string // dynamic neighbor prefix, "127.0.0.0/8"
-	HoldTime     uint64 // 90
-	GR           bool   // offer graceful restart (helper and restarting speaker)
-	RestartTime  uint32 // GR restart time, 120
-	Restarting   bool   // start as a restarting speaker (F bit set, deferral)
-	DeferralTime uint32 // GR selection deferral, 360
-	GRPC         string // gRPC listen address, none if empty
+	ASN          uint32   // 65000
+	RouterID     string   // "10.255.255.1"
+	ListenAddr   string   // "127.0.0.1"
+	Port         int      // a free port
+	Dynamic      string   // dynamic neighbor prefix, "127.0.0.0/8"
+	Neighbors    []string // configured (passive) neighbors instead of a dynamic range
+	HoldTime     uint64   // 90
+	GR           bool     // offer graceful restart (helper and restarting speaker)
+	RestartTime  uint32   // GR restart time, 120
+	Restarting   bool     // start as a restarting speaker (F bit set, deferral)
+	DeferralTime uint32   // GR selection deferral, 360
+	GRPC         string   // gRPC listen address, none if empty
 	Logger       *slog.Logger
 }
 
@@ -110,6 +112,7 @@ func Start(ctx context.Context, o Options) (*server.BgpServer, Options, error) {
 		RouteReflector: &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: o.RouterID},
 		AfiSafis:       afis,
 		Timers:         &api.Timers{Config: &api.TimersConfig{HoldTime: o.HoldTime, KeepaliveInterval: o.HoldTime / 3}},
+		Transport:      &api.Transport{PassiveMode: true},
 	}
 	if o.GR {
 		pg.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: o.RestartTime,
@@ -118,6 +121,21 @@ func Start(ctx context.Context, o Options) (*server.BgpServer, Options, error) {
 	if err := s.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: pg}); err != nil {
 		s.Stop()
 		return nil, o, fmt.Errorf("gobgptest: AddPeerGroup: %w", err)
+	}
+	if len(o.Neighbors) > 0 {
+		// Configured neighbors, unlike dynamic ones, carry the restarting
+		// state (GoBGP copies only Config, not State, from the group).
+		for _, n := range o.Neighbors {
+			p := &api.Peer{Conf: &api.PeerConf{NeighborAddress: n, PeerGroup: "cpe"}}
+			if o.GR {
+				p.GracefulRestart = &api.GracefulRestart{LocalRestarting: o.Restarting}
+			}
+			if err := s.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+				s.Stop()
+				return nil, o, fmt.Errorf("gobgptest: AddPeer: %w", err)
+			}
+		}
+		return s, o, nil
 	}
 	if err := s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
 		Prefix: o.Dynamic, PeerGroup: "cpe"}}); err != nil {
@@ -137,4 +155,41 @@ func StartT(tb testing.TB, o Options) (*server.BgpServer, Options) {
 	}
 	tb.Cleanup(s.Stop)
 	return s, o
+}
+
+// WaitPaths waits until the reflector's global RIB holds at least n best
+// paths, following best-path events (no polling).
+func WaitPaths(ctx context.Context, s *server.BgpServer, n int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reached := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	best := map[string]bool{}
+	err := s.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true}}}},
+		func(r *api.WatchEventResponse) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range r.GetTable().GetPaths() {
+				key := fmt.Sprint(p.GetFamily(), p.GetNlri().GetValue())
+				if p.IsWithdraw {
+					delete(best, key)
+				} else {
+					best[key] = true
+				}
+			}
+			if len(best) >= n {
+				once.Do(func() { close(reached) })
+			}
+		})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-reached:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gobgptest: %d best paths not reached: %w", n, ctx.Err())
+	}
 }
