@@ -39,12 +39,21 @@ type meta struct {
 
 const (
 	txBatches = 8
-	rxBatches = 16
+	rxBatches = 8
 	// rxBatch is the number of datagrams one recvmmsg asks for.
 	rxBatch = 64
+	// rxGROBufSize is the inbound buffer size when the TUN coalesces TCP
+	// segments on write (GRO, wireguard-go's tun): the first segment of a
+	// flow in a batch becomes the head and needs room for the ones merged
+	// into it. 16 KiB lets ~11 segments merge; the pool stays at 8 MiB.
+	rxGROBufSize = 16 << 10
 )
 
 func (b *Backend) newBatch(n int, tx bool) *batch {
+	size := b.bufSize
+	if !tx && b.batch > 1 {
+		size = max(size, rxGROBufSize)
+	}
 	bt := &batch{
 		bufs:  make([][]byte, n),
 		sizes: make([]int, n),
@@ -56,7 +65,7 @@ func (b *Backend) newBatch(n int, tx bool) *batch {
 		done:  make(chan struct{}, 1),
 	}
 	for i := range bt.bufs {
-		bt.bufs[i] = make([]byte, b.bufSize)
+		bt.bufs[i] = make([]byte, size)
 	}
 	return bt
 }
