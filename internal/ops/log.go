@@ -92,15 +92,17 @@ func IKESPIs(spiI, spiR uint64) []any {
 
 // FieldCheck is a slog.Handler that passes records on to another handler and
 // notes every attribute key that is not one of Fields (groups by their name),
-// so a test can hold a daemon to docs/LOGGING.md.
+// with the component of the logger that used it, so a test can hold a daemon
+// to docs/LOGGING.md.
 type FieldCheck struct {
-	next   slog.Handler
-	shared *fieldCheckState
+	next      slog.Handler
+	component string // from WithAttrs("component", ...)
+	shared    *fieldCheckState
 }
 
 type fieldCheckState struct {
 	mu      sync.Mutex
-	unknown map[string]string // key → message of the first record that used it
+	unknown map[string]map[string]string // component → key → first message
 }
 
 // NewFieldCheck wraps next (nil: discard).
@@ -108,28 +110,47 @@ func NewFieldCheck(next slog.Handler) *FieldCheck {
 	if next == nil {
 		next = slog.DiscardHandler
 	}
-	return &FieldCheck{next: next, shared: &fieldCheckState{unknown: map[string]string{}}}
+	return &FieldCheck{next: next, shared: &fieldCheckState{unknown: map[string]map[string]string{}}}
 }
 
 // Unknown returns the keys seen that are not Fields, each with the message
-// of the first record that carried it.
+// of the first record that carried it, from loggers of any component.
 func (f *FieldCheck) Unknown() map[string]string {
 	f.shared.mu.Lock()
 	defer f.shared.mu.Unlock()
-	out := make(map[string]string, len(f.shared.unknown))
-	for k, v := range f.shared.unknown {
+	out := map[string]string{}
+	for _, m := range f.shared.unknown {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// UnknownIn is Unknown for the loggers of one component ("" for loggers
+// without one).
+func (f *FieldCheck) UnknownIn(component string) map[string]string {
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range f.shared.unknown[component] {
 		out[k] = v
 	}
 	return out
 }
 
-func (f *FieldCheck) note(key, msg string) {
+func (f *FieldCheck) note(component, key, msg string) {
 	if IsField(key) {
 		return
 	}
 	f.shared.mu.Lock()
-	if _, ok := f.shared.unknown[key]; !ok {
-		f.shared.unknown[key] = msg
+	m := f.shared.unknown[component]
+	if m == nil {
+		m = map[string]string{}
+		f.shared.unknown[component] = m
+	}
+	if _, ok := m[key]; !ok {
+		m[key] = msg
 	}
 	f.shared.mu.Unlock()
 }
@@ -139,8 +160,15 @@ func (f *FieldCheck) Enabled(ctx context.Context, l slog.Level) bool { return tr
 
 // Handle implements slog.Handler.
 func (f *FieldCheck) Handle(ctx context.Context, r slog.Record) error {
+	component := f.component
 	r.Attrs(func(a slog.Attr) bool {
-		f.note(a.Key, r.Message)
+		if a.Key == "component" {
+			component = a.Value.String()
+		}
+		return true
+	})
+	r.Attrs(func(a slog.Attr) bool {
+		f.note(component, a.Key, r.Message)
 		return true
 	})
 	if !f.next.Enabled(ctx, r.Level) {
@@ -151,14 +179,20 @@ func (f *FieldCheck) Handle(ctx context.Context, r slog.Record) error {
 
 // WithAttrs implements slog.Handler.
 func (f *FieldCheck) WithAttrs(as []slog.Attr) slog.Handler {
+	component := f.component
 	for _, a := range as {
-		f.note(a.Key, "(logger attribute)")
+		if a.Key == "component" {
+			component = a.Value.String()
+		}
 	}
-	return &FieldCheck{next: f.next.WithAttrs(as), shared: f.shared}
+	for _, a := range as {
+		f.note(component, a.Key, "(logger attribute)")
+	}
+	return &FieldCheck{next: f.next.WithAttrs(as), component: component, shared: f.shared}
 }
 
 // WithGroup implements slog.Handler.
 func (f *FieldCheck) WithGroup(name string) slog.Handler {
-	f.note(name, "(logger group)")
-	return &FieldCheck{next: f.next.WithGroup(name), shared: f.shared}
+	f.note(f.component, name, "(logger group)")
+	return &FieldCheck{next: f.next.WithGroup(name), component: f.component, shared: f.shared}
 }

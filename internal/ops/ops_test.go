@@ -363,6 +363,13 @@ func TestFieldCheck(t *testing.T) {
 	if len(got) != 2 || got["spi"] != "bad" || got["extra"] != "(logger group)" {
 		t.Errorf("unknown %v", got)
 	}
+	slog.New(fc).Info("other", "component", "ike", "payloads", "SA KE")
+	if got := fc.UnknownIn("hub"); len(got) != 2 {
+		t.Errorf("hub's unknown %v", got)
+	}
+	if got := fc.UnknownIn("ike"); len(got) != 1 || got["payloads"] != "other" {
+		t.Errorf("ike's unknown %v", got)
+	}
 	if !strings.Contains(buf.String(), "msg=ok") {
 		t.Errorf("records not passed on: %q", buf.String())
 	}
