@@ -378,7 +378,7 @@ var (
 
 func aNextHop(ip string) []byte { return attr(0x40, 3, netip.MustParseAddr(ip).AsSlice()...) }
 
-func aEncap(t *testing.T, ep string) []byte {
+func aEncap(t testing.TB, ep string) []byte {
 	v, err := tunnelencap.AppendValue(nil, netip.MustParseAddrPort(ep))
 	if err != nil {
 		t.Fatal(err)
