@@ -1,0 +1,140 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/ike"
+)
+
+// restartOnly are the configuration paths a running hub cannot change: a
+// reload that changes them keeps the running values and says so.
+var restartOnly = []string{"ike.", "identity", "credentials", "dataplane.", "state_dir", "metrics.", "status.",
+	"bgp.asn", "bgp.router_id", "bgp.cluster_id", "bgp.grpc_listen", "bgp.peers", "key_export."}
+
+// Reload applies a new configuration (from configs.HubReloader.Reload,
+// already checked) to the running hub and returns what changed:
+//
+//   - a CPE added: nothing happens until it connects;
+//   - a CPE removed: its IKE SAs are deleted, its routes withdrawn, its
+//     overlay lease released, and its group rekeyed so it cannot read the
+//     group's traffic after the rollover (revocation);
+//   - a CPE moved to another group: revoked in the old group, its IKE SA
+//     deleted so that it reconnects into the new one;
+//   - a CPE's credentials changed: its IKE SA is deleted (it must
+//     authenticate again); its prefixes changed: the route reflector's policy;
+//   - groups added, changed or removed: the key server, the pools and the
+//     hub's overlay addresses follow.
+//
+// No other CPE sees a change. Fields that need a restart (listen addresses,
+// data plane, state directory, ...) keep their running values, with a
+// warning. The log level is the caller's (it owns the logger).
+func (h *Hub) Reload(cfg *configs.Hub) (configs.HubDiff, error) {
+	old := h.prov.Load()
+	diff := configs.DiffHub(old.cfg, cfg)
+	if diff.Empty() {
+		return diff, nil
+	}
+	var keep []string
+	for _, p := range diff.Changed {
+		for _, r := range restartOnly {
+			if p == strings.TrimSuffix(r, ".") || (strings.HasSuffix(r, ".") && strings.HasPrefix(p, r)) {
+				keep = append(keep, p)
+			}
+		}
+	}
+	if len(keep) > 0 {
+		h.log.Warn("configuration changes that need a restart are not applied", "reason", strings.Join(keep, ", "))
+	}
+	prov, err := newProvisioning(cfg)
+	if err != nil {
+		return diff, err
+	}
+	// CPEs whose IKE SAs must go: removed, moved, or with new credentials.
+	drop := map[string]string{}
+	for _, c := range diff.CPEsRemoved {
+		drop[cpeName(c.Identity)] = "removed from the configuration"
+	}
+	for _, ch := range diff.CPEsChanged {
+		name := cpeName(ch.New.Identity)
+		for _, f := range ch.Fields {
+			switch {
+			case f == "group":
+				drop[name] = "moved to group " + ch.New.Group
+			case f == "psk" || f == "psk_file" || f == "auth" || f == "identity":
+				if drop[name] == "" {
+					drop[name] = "credentials changed"
+				}
+			}
+		}
+	}
+
+	h.prov.Store(prov)
+	h.pools.sync(cfg, prov.cpes)
+	if err := h.syncKeyServer(cfg, diff.GroupsRemoved); err != nil {
+		return diff, err
+	}
+	if err := h.tun.sync(h.pools.hubAddrs()); err != nil {
+		h.log.Error("overlay addresses not updated", "err", err)
+	}
+
+	// IKE SAs that lost their CPE, group or overlay address.
+	h.mu.Lock()
+	var closing []*ike.SA
+	reasons := map[*ike.SA]string{}
+	for sa, c := range h.conns {
+		why := drop[c.name]
+		if why == "" {
+			addrs := h.pools.addrs(c.name)
+			for _, v := range c.vips {
+				if !slices.Contains(addrs, v.Addr()) {
+					why = "overlay address no longer in its pool"
+				}
+			}
+		}
+		if why != "" {
+			closing = append(closing, sa)
+			reasons[sa] = why
+		}
+	}
+	h.mu.Unlock()
+	for _, sa := range closing {
+		h.closeSA(sa, reasons[sa])
+	}
+
+	if h.rr != nil {
+		if err := h.rr.Provision(h.reflectorProvisioning(cfg)); err != nil {
+			h.log.Error("route reflector refused the new provisioning", "err", err)
+		}
+		for _, ch := range diff.CPEsChanged {
+			if slices.Contains(ch.Fields, "prefixes") {
+				h.reflectorUp(cpeName(ch.New.Identity))
+			}
+		}
+	}
+	h.log.Info("configuration reloaded", "reason", diff.String())
+	h.notifyChanged()
+	return diff, nil
+}
+
+// ErrReloadKept is wrapped by the error a failed reload reports: the
+// running configuration stays.
+var ErrReloadKept = errors.New("hub: configuration not reloaded, the running one is kept")
+
+// ReloadFrom reloads through a configs.HubReloader (file, environment and
+// flags again) and applies the result; a bad configuration is reported and
+// the running one kept.
+func (h *Hub) ReloadFrom(rl *configs.HubReloader) (configs.HubDiff, error) {
+	_, warns, err := rl.Reload()
+	for _, w := range warns {
+		h.log.Warn("configuration warning", "reason", w.String())
+	}
+	if err != nil {
+		h.log.Error("configuration not reloaded, keeping the running one", "err", err)
+		return configs.HubDiff{}, fmt.Errorf("%w: %w", ErrReloadKept, err)
+	}
+	return h.Reload(rl.Current())
+}
