@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/dataplane/tuntest"
+	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
 
@@ -116,10 +117,7 @@ func TestRoundTrip(t *testing.T) {
 // TestCBCAgainstOpenSSL checks an AES-CBC/HMAC-SHA2-256 packet with an
 // independent implementation: openssl computes the ICV and decrypts.
 func TestCBCAgainstOpenSSL(t *testing.T) {
-	ossl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed; TestRoundTrip and the RFC vectors cover the transform")
-	}
+	ossl := testenv.Binary(t, "openssl", "apt-get install openssl")
 	s := transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 128, Integ: transform.IntegHMACSHA256128}
 	sa := newTestSA(t, s, 0, 0, 0)
 	inner := tuntest.UDP(netip.AddrPortFrom(v4a, 1), netip.AddrPortFrom(v4b, 2), []byte("hello, independent check"))
