@@ -49,28 +49,28 @@ type Hub struct {
 	opts  options
 	clock ike.Clock
 
-	fib     *routing.FIB
-	dp      dataplane.Backend
-	ike     *ike.Manager
+	fib      *routing.FIB
+	dp       dataplane.Backend
+	ike      *ike.Manager
 	ikeConns []ikeConn
-	ks      *mpsa.KeyServer
-	store   *mpsa.Store
-	pools   *pools
-	rr      Reflector // nil without BGP
-	status  *ops.StatusServer
-	metrics *metrics
-	keylog  *keylog.Writer
-	tun     tunAddrs // the hub's overlay addresses on the data plane's device
+	ks       *mpsa.KeyServer
+	store    *mpsa.Store
+	pools    *pools
+	rr       Reflector // nil without BGP
+	status   *ops.StatusServer
+	metrics  *metrics
+	keylog   *keylog.Writer
+	tun      tunAddrs // the hub's overlay addresses on the data plane's device
 
 	prov atomic.Pointer[provisioning]
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // routines and in-flight INFORMATIONAL exchanges
-	ksWake   chan struct{}
-	applyGen chan struct{}
-	started  atomic.Bool
-	fatal    chan error
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // routines and in-flight INFORMATIONAL exchanges
+	ksWake    chan struct{}
+	applyGen  chan struct{}
+	started   atomic.Bool
+	fatal     chan error
 	closeOnce sync.Once
 
 	// mu guards the following fields.

@@ -245,4 +245,3 @@ func TestNotCapable(t *testing.T) {
 		}
 	}
 }
-
