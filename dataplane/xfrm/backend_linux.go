@@ -32,6 +32,7 @@ type Backend struct {
 	cfg    Config
 	log    *slog.Logger
 	h      *netlink.Handle
+	xs     *xfrmSocket   // for adding states (see nladd_linux.go)
 	stat   *os.File      // /proc/net/xfrm_stat of the namespace; nil if the kernel has none
 	cancel func()        // ends the route subscription
 	done   chan struct{} // closed when routineFollowRoutes returns
@@ -83,6 +84,11 @@ func New(cfg Config) (*Backend, error) {
 	defer ns.Close()
 	b.h, err = netlink.NewHandleAt(ns, unix.NETLINK_XFRM, unix.NETLINK_ROUTE)
 	if err != nil {
+		return nil, fmt.Errorf("xfrm: netlink in namespace %q: %w", cfg.Netns, err)
+	}
+	b.xs, err = openXfrmSocket(ns)
+	if err != nil {
+		b.h.Close()
 		return nil, fmt.Errorf("xfrm: netlink in namespace %q: %w", cfg.Netns, err)
 	}
 	b.stat, err = openXfrmStat(ns)
@@ -365,7 +371,7 @@ func (b *Backend) addStateLocked(s *kstate) error {
 	if err != nil {
 		return err
 	}
-	if err := b.h.XfrmStateAdd(x); err != nil {
+	if err := b.xs.addState(x); err != nil {
 		return fmt.Errorf("xfrm: add state SPI %08x to %v: %w", s.spi, s.dst, err)
 	}
 	c := *s
@@ -587,5 +593,8 @@ func (b *Backend) closeHandles() {
 	}
 	if b.h != nil {
 		b.h.Close()
+	}
+	if b.xs != nil {
+		b.xs.Close()
 	}
 }

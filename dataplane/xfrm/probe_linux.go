@@ -49,15 +49,20 @@ func Probe(netnsName string, suites ...transform.ESP) error {
 		return fmt.Errorf("xfrm: probe: %w", err)
 	}
 	defer h.Close()
+	xs, err := openXfrmSocket(ns)
+	if err != nil {
+		return fmt.Errorf("xfrm: probe: %w", err)
+	}
+	defer xs.Close()
 	for i, suite := range suites {
-		if err := probeOne(h, suite, i == 0); err != nil {
+		if err := probeOne(h, xs, suite, i == 0); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func probeOne(h *netlink.Handle, suite transform.ESP, withEncap bool) error {
+func probeOne(h *netlink.Handle, xs *xfrmSocket, suite transform.ESP, withEncap bool) error {
 	el, il, err := suite.KeyLens()
 	if err != nil {
 		return err
@@ -94,7 +99,7 @@ func probeOne(h *netlink.Handle, suite transform.ESP, withEncap bool) error {
 		if e != (encap{}) {
 			how = "in UDP"
 		}
-		if err := h.XfrmStateAdd(x); err != nil {
+		if err := xs.addState(x); err != nil {
 			switch {
 			case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
 				return fmt.Errorf("xfrm: probe needs CAP_NET_ADMIN: %w", err)
