@@ -1,0 +1,893 @@
+package ike
+
+// Interoperability with strongSwan's charon (Debian 12: 5.9.8), the
+// acceptance test of issue 2. Each test builds two network namespaces joined
+// by a veth pair: charon in one (192.0.2.1, inner 10.99.1.1), our manager's
+// UDP sockets in the other (192.0.2.2, inner 10.99.2.1). charon runs with
+// kernel-libipsec (userspace ESP over TUN; this kernel has no ESP), which
+// pretends a NAT so both sides float to 4500 and ESP is UDP-encapsulated.
+// After each step the SAs we hold are compared with `swanctl --list-sas`.
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/ike/auth"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
+	"github.com/mpsa-vpn/mpsa/ike/wire"
+	"github.com/mpsa-vpn/mpsa/internal/testenv"
+	"github.com/mpsa-vpn/mpsa/transform"
+)
+
+const (
+	charonPath = "/usr/lib/ipsec/charon"
+	swanPSK    = "interop-psk-0123456789"
+)
+
+var (
+	swanAddr   = netip.MustParseAddr("192.0.2.1")
+	ourAddr    = netip.MustParseAddr("192.0.2.2")
+	swanInner  = netip.MustParsePrefix("10.99.1.0/24")
+	ourInner   = netip.MustParsePrefix("10.99.2.0/24")
+	interopCtx = 20 * time.Second
+)
+
+// interopSuite pairs a strongSwan proposal string with our suite.
+type interopSuite struct {
+	swan string
+	our  suite.Suite
+}
+
+var (
+	suiteCBC = interopSuite{"aes256-sha256-x25519", suite.Suite{Encr: transform.EncrAESCBC, KeyBits: 256,
+		PRF: transform.PRFHMACSHA2256, Integ: transform.IntegHMACSHA256128, DH: transform.DHCurve25519}}
+	suiteGCM = interopSuite{"aes128gcm16-prfsha256-ecp256", suite.Suite{Encr: transform.EncrAESGCM16, KeyBits: 128,
+		PRF: transform.PRFHMACSHA2256, DH: transform.DHECP256}}
+	suiteModp = interopSuite{"aes256-sha384-modp2048", suite.Suite{Encr: transform.EncrAESCBC, KeyBits: 256,
+		PRF: transform.PRFHMACSHA2384, Integ: transform.IntegHMACSHA384192, DH: transform.DHMODP2048}}
+)
+
+// lab is the two namespaces.
+type lab struct {
+	t        *testing.T
+	swanNS   *testenv.Netns
+	ourNS    *testenv.Netns
+	swanctlP string
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	testenv.Root(t)
+	testenv.Binary(t, charonPath, "apt-get install strongswan-charon libcharon-extra-plugins")
+	sw := testenv.Binary(t, "swanctl", "apt-get install strongswan-swanctl")
+	testenv.Short(t)
+	a := testenv.NewNetns(t, "iks")
+	b := testenv.NewNetns(t, "iko")
+	testenv.Veth(t, a, "v-s", b, "v-o")
+	a.MustIP("addr", "add", "192.0.2.1/24", "dev", "v-s")
+	b.MustIP("addr", "add", "192.0.2.2/24", "dev", "v-o")
+	a.MustIP("addr", "add", "10.99.1.1/32", "dev", "lo")
+	b.MustIP("addr", "add", "10.99.2.1/32", "dev", "lo")
+	return &lab{t: t, swanNS: a, ourNS: b, swanctlP: sw}
+}
+
+// ours is our manager in the lab.
+type ours struct {
+	m      *Manager
+	events chan Event
+}
+
+// manager starts our manager with sockets on 192.0.2.2:500 and :4500 in our
+// namespace.
+func (l *lab) manager(cfg Config) *ours {
+	l.t.Helper()
+	o := &ours{events: make(chan Event, 256)}
+	cfg.Events = func(ev Event) { o.events <- ev }
+	cfg.Logger = testLogger(l.t, "ours")
+	m, err := New(cfg)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var c500, c4500 *UDPConn
+	err = l.ourNS.Do(func() error {
+		var err error
+		if c500, err = ListenUDP("udp4", netip.AddrPortFrom(ourAddr, 500)); err != nil {
+			return err
+		}
+		c4500, err = ListenUDP("udp4", netip.AddrPortFrom(ourAddr, 4500))
+		return err
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	m.AddConn(c500, false)
+	m.AddConn(c4500, true)
+	l.t.Cleanup(m.Close)
+	o.m = m
+	return o
+}
+
+func (o *ours) event(t *testing.T, kind EventKind) Event {
+	t.Helper()
+	deadline := time.After(interopCtx)
+	for {
+		select {
+		case ev := <-o.events:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %v event", kind)
+		}
+	}
+}
+
+// swan is one charon instance.
+type swan struct {
+	t   *testing.T
+	l   *lab
+	dir string
+}
+
+// swanConf is what varies between charon configurations.
+type swanConf struct {
+	initiator bool
+	ike       string // proposals
+	esp       string
+	psk       string
+	vip       bool // initiator: ask for a virtual IP; responder: hand them out
+	encap     bool
+	certs     *pki // pubkey authentication instead of PSK
+	rsa       bool // with certs: the RSA chain
+}
+
+func (c swanConf) swanctlConf() string {
+	if c.esp == "" {
+		c.esp = "aes256gcm16,aes128gcm16,aes256-sha256"
+	}
+	if c.psk == "" {
+		c.psk = swanPSK
+	}
+	localID, remoteID := "hub.example.net", "%any"
+	remote, lts, rts := "%any", swanInner.String(), "dynamic"
+	name := "rw"
+	if !c.vip {
+		rts = ourInner.String()
+	}
+	if c.initiator {
+		localID, remoteID, remote, rts, name = "cpe1.example.net", "hub.example.net", ourAddr.String(), ourInner.String(), "hub"
+		if c.vip {
+			lts = "dynamic"
+		}
+	}
+	authLine := "auth = psk"
+	localCert := ""
+	if c.certs != nil {
+		authLine = "auth = pubkey"
+		localCert = "certs = swan.pem"
+	}
+	extra := ""
+	if c.vip && !c.initiator {
+		extra = "pools = vpool"
+	}
+	if c.vip && c.initiator {
+		extra = "vips = 0.0.0.0"
+	}
+	if c.encap {
+		extra += "\n\t\tencap = yes"
+	}
+	return fmt.Sprintf(`connections {
+	%[1]s {
+		version = 2
+		local_addrs = %[2]s
+		remote_addrs = %[3]s
+		proposals = %[4]s
+		unique = never
+		rekey_time = 0
+		%[5]s
+		local {
+			%[6]s
+			id = %[7]s
+			%[8]s
+		}
+		remote {
+			%[6]s
+			id = %[9]s
+		}
+		children {
+			net {
+				local_ts = %[10]s
+				remote_ts = %[11]s
+				esp_proposals = %[12]s
+				mode = tunnel
+				start_action = none
+				rekey_time = 0
+			}
+		}
+	}
+}
+pools {
+	vpool {
+		addrs = 10.99.100.0/24
+	}
+}
+secrets {
+	ike-lab {
+		id-local = %[7]s
+		secret = "%[13]s"
+	}
+}
+`, name, swanAddr, remote, c.ike, extra, authLine, localID, localCert, remoteID, lts, rts, c.esp, c.psk)
+}
+
+// startSwan starts charon in the lab's charon namespace with c.
+func (l *lab) startSwan(c swanConf) *swan {
+	t := l.t
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "charon")
+	for _, d := range []string{"run", "swanctl/x509", "swanctl/x509ca", "swanctl/pkcs8"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := fmt.Sprintf(`charon {
+	load_modular = yes
+	retransmit_timeout = 1.0
+	retransmit_tries = 3
+	# drop rekeyed CHILD_SAs at once, so --list-sas shows the new state
+	delete_rekeyed_delay = 0
+	plugins {
+		include /etc/strongswan.d/charon/*.conf
+		vici {
+			load = yes
+			socket = unix://%[1]s/charon.vici
+		}
+		stroke { load = no }
+		resolve { load = no }
+		kernel-libipsec { load = yes }
+	}
+	filelog {
+		test {
+			path = %[1]s/charon.log
+			time_format = %%s
+			ike_name = yes
+			append = no
+			flush_line = yes
+			default = 1
+			ike = 2
+			enc = 1
+		}
+	}
+	syslog { daemon { default = -1 } }
+}
+swanctl { socket = unix://%[1]s/charon.vici }
+`, dir)
+	writeFile(t, filepath.Join(dir, "strongswan.conf"), []byte(conf))
+	writeFile(t, filepath.Join(dir, "swanctl", "swanctl.conf"), []byte(c.swanctlConf()))
+	if c.certs != nil {
+		ch := c.certs.ecdsa
+		if c.rsa {
+			ch = c.certs.rsa
+		}
+		writeFile(t, filepath.Join(dir, "swanctl/x509ca/ca.pem"), pemCert(c.certs.ca))
+		who := ch.hub
+		if c.initiator {
+			who = ch.cpe
+		}
+		writeFile(t, filepath.Join(dir, "swanctl/x509/swan.pem"), pemCert(who.cert))
+		der, err := x509.MarshalPKCS8PrivateKey(who.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "swanctl/pkcs8/swan.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	// charon's pid file is fixed (/var/run/charon.pid): a private /run.
+	cmd := l.swanNS.Command(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount --bind "$1/run" /run && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2"`, "charon", dir, charonPath)
+	out, err := os.Create(filepath.Join(dir, "stdout.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); out.Close() }()
+	s := &swan{t: t, l: l, dir: dir}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		cancel()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "charon.log"))
+			t.Logf("charon.log:\n%s", tail(b, 6000))
+		}
+	})
+	// The VICI socket appears once charon is ready.
+	eventually(t, "charon VICI socket", func() bool {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
+			t.Fatalf("charon exited: %v\n%s", err, b)
+		default:
+		}
+		_, err := os.Stat(filepath.Join(dir, "charon.vici"))
+		return err == nil
+	})
+	if _, err := s.swanctl("--load-all", "--noprompt"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// eventually polls cond (the state of an outside daemon) until it holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(interopCtx)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *swan) swanctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), interopCtx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.l.swanctlP, args...)
+	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(s.dir, "strongswan.conf"), "SWANCTL_DIR="+filepath.Join(s.dir, "swanctl"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("swanctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (s *swan) mustSwanctl(args ...string) string {
+	s.t.Helper()
+	out, err := s.swanctl(args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+func (s *swan) log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
+	return string(b)
+}
+
+// swanSA is an IKE SA as `swanctl --list-sas --raw` shows it.
+type swanSA struct {
+	name     string
+	attrs    map[string]string
+	children []map[string]string
+}
+
+// listSAs parses `swanctl --list-sas --raw`:
+//
+//	list-sa event {rw {uniqueid=1 ... child-sas {net-1 {spi-in=... local-ts=[10.99.1.0/24]}}}}
+func (s *swan) listSAs() []swanSA {
+	s.t.Helper()
+	out := s.mustSwanctl("--list-sas", "--raw")
+	var sas []swanSA
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "list-sa event {") {
+			continue
+		}
+		toks := tokenize(strings.TrimPrefix(line, "list-sa event "))
+		var sa *swanSA
+		var child map[string]string
+		depth := 0
+		for i := 0; i < len(toks); i++ {
+			tok := toks[i]
+			switch {
+			case tok == "{":
+				depth++
+			case tok == "}":
+				if depth == 4 {
+					sa.children = append(sa.children, child)
+				}
+				depth--
+			case i+1 < len(toks) && toks[i+1] == "{":
+				if depth == 1 {
+					sas = append(sas, swanSA{name: tok, attrs: map[string]string{}})
+					sa = &sas[len(sas)-1]
+				}
+				if depth == 3 {
+					child = map[string]string{}
+				}
+			default:
+				k, v, _ := strings.Cut(tok, "=")
+				if depth == 2 {
+					sa.attrs[k] = v
+				} else if depth == 4 {
+					child[k] = v
+				}
+			}
+		}
+	}
+	return sas
+}
+
+// tokenize splits the raw VICI text into braces and key=value items.
+func tokenize(s string) []string {
+	var out []string
+	cur := ""
+	inList := false
+	for _, r := range s {
+		switch {
+		case r == '[':
+			inList = true
+			cur += string(r)
+		case r == ']':
+			inList = false
+			cur += string(r)
+		case !inList && (r == '{' || r == '}'):
+			if strings.TrimSpace(cur) != "" {
+				out = append(out, strings.TrimSpace(cur))
+			}
+			cur = ""
+			out = append(out, string(r))
+		case !inList && r == ' ':
+			if cur != "" {
+				out = append(out, cur)
+			}
+			cur = ""
+		default:
+			cur += string(r)
+		}
+	}
+	return out
+}
+
+// matchSwan checks that charon holds exactly one IKE SA, ESTABLISHED, with
+// our SPIs, and CHILD_SAs that mirror ours (its in SPI is our out SPI) with
+// the same traffic selectors.
+func matchSwan(t *testing.T, s *swan, sa *SA) {
+	t.Helper()
+	var sas []swanSA
+	info := sa.Info()
+	eventually(t, "charon to match our SAs", func() bool {
+		sas = s.listSAs()
+		if len(sas) != 1 || sas[0].attrs["state"] != "ESTABLISHED" || len(sas[0].children) != len(info.Children) {
+			return false
+		}
+		for _, c := range sas[0].children {
+			if c["state"] != "INSTALLED" {
+				return false
+			}
+		}
+		return true
+	})
+	got := sas[0]
+	if got.attrs["initiator-spi"] != fmt.Sprintf("%016x", info.SPIi) || got.attrs["responder-spi"] != fmt.Sprintf("%016x", info.SPIr) {
+		t.Fatalf("IKE SPIs: charon %s_i %s_r, ours %016x_i %016x_r", got.attrs["initiator-spi"], got.attrs["responder-spi"], info.SPIi, info.SPIr)
+	}
+	for _, c := range info.Children {
+		found := false
+		for _, sc := range got.children {
+			if sc["spi-in"] != fmt.Sprintf("%08x", c.OutSPI) || sc["spi-out"] != fmt.Sprintf("%08x", c.InSPI) {
+				continue
+			}
+			found = true
+			if want := tsList(c.RemoteTS); sc["local-ts"] != want {
+				t.Fatalf("charon local-ts %s, our remote TS %s", sc["local-ts"], want)
+			}
+			if want := tsList(c.LocalTS); sc["remote-ts"] != want {
+				t.Fatalf("charon remote-ts %s, our local TS %s", sc["remote-ts"], want)
+			}
+			if (sc["encap"] == "yes") != c.Encap {
+				t.Fatalf("charon encap=%s, ours %v", sc["encap"], c.Encap)
+			}
+		}
+		if !found {
+			t.Fatalf("no charon CHILD_SA for ours %08x_i %08x_o: %v", c.InSPI, c.OutSPI, got.children)
+		}
+	}
+}
+
+func tsList(ss []wire.Selector) string {
+	var ps []string
+	for _, s := range ss {
+		for _, p := range SelectorPrefixes(s) {
+			ps = append(ps, p.String())
+		}
+	}
+	return "[" + strings.Join(ps, " ") + "]"
+}
+
+// swanEmpty waits until charon holds no IKE SA.
+func swanEmpty(t *testing.T, s *swan) {
+	t.Helper()
+	eventually(t, "charon to hold no SA", func() bool { return len(s.listSAs()) == 0 })
+}
+
+func interopConfig(id auth.ID, su interopSuite) Config {
+	cfg := Config{
+		Local: auth.Local{ID: id, PSK: []byte(swanPSK)},
+		Peers: auth.Static(auth.Rule{Pattern: auth.MustParsePattern("any"), Peer: &auth.Peer{PSK: []byte(swanPSK)}}),
+	}
+	cfg.Proposals = DefaultProposals()
+	cfg.Proposals.IKE = []suite.Suite{su.our}
+	return cfg
+}
+
+func tctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), interopCtx)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestInteropInitiator: our initiator against a charon responder.
+func TestInteropInitiator(t *testing.T) {
+	for _, su := range []interopSuite{suiteCBC, suiteGCM} {
+		t.Run(su.swan, func(t *testing.T) {
+			l := newLab(t)
+			s := l.startSwan(swanConf{ike: su.swan, vip: true})
+			o := l.manager(interopConfig(cpeID, su))
+			sa, err := o.m.Initiate(tctx(t), Connection{
+				Remote: []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)}, Local: netip.AddrPortFrom(ourAddr, 500),
+				RemoteID: hubID, VirtualIPs: []netip.Addr{netip.IPv4Unspecified()}, RemoteTS: []netip.Prefix{swanInner},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := sa.Info()
+			if info.Suite != su.our || len(info.VIPs) != 1 || !strings.HasPrefix(info.VIPs[0].String(), "10.99.100.") {
+				t.Fatalf("SA %+v", info)
+			}
+			if !info.Encap || !info.NATRemote {
+				t.Fatalf("charon with libipsec fakes a NAT; we saw %+v", info)
+			}
+			matchSwan(t, s, sa)
+
+			// Rekey the CHILD_SA and the IKE SA from our side.
+			if err := sa.RekeyChild(tctx(t), firstChild(sa).InSPI); err != nil {
+				t.Fatal(err)
+			}
+			o.event(t, EventChildDown)
+			matchSwan(t, s, sa)
+			if err := sa.RekeyIKE(tctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			o.event(t, EventIKERekeyed)
+			matchSwan(t, s, sa)
+
+			// And from charon's.
+			s.mustSwanctl("--rekey", "--child", "net")
+			o.event(t, EventChildRekeyed)
+			o.event(t, EventChildDown)
+			matchSwan(t, s, sa)
+			s.mustSwanctl("--rekey", "--ike", "rw")
+			o.event(t, EventIKERekeyed)
+			matchSwan(t, s, sa)
+
+			// A liveness check and a notify charon does not know.
+			if err := sa.SendInformational(tctx(t), []*wire.Notify{{NotifyType: 40960, Data: []byte("mpsa")}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := sa.Close(tctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			swanEmpty(t, s)
+			if len(o.m.SAs()) != 0 {
+				t.Fatal("we hold an SA after Close")
+			}
+		})
+	}
+}
+
+// TestInteropResponder: a charon initiator against our responder.
+func TestInteropResponder(t *testing.T) {
+	for _, su := range []interopSuite{suiteCBC, suiteGCM} {
+		t.Run(su.swan, func(t *testing.T) {
+			l := newLab(t)
+			pool := &vipPool{}
+			cfg := interopConfig(hubID, su)
+			cfg.LocalTS = []netip.Prefix{ourInner}
+			cfg.Policy.AssignAddresses, cfg.Policy.ReleaseAddresses = pool.assign, pool.release
+			o := l.manager(cfg)
+			s := l.startSwan(swanConf{initiator: true, ike: su.swan, vip: true})
+			s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+			ev := o.event(t, EventIKEUp)
+			sa := ev.SA
+			o.event(t, EventChildUp)
+			if sa.Info().Suite != su.our || !sa.Info().NATRemote {
+				t.Fatalf("SA %+v", sa.Info())
+			}
+			matchSwan(t, s, sa)
+
+			s.mustSwanctl("--rekey", "--child", "net")
+			o.event(t, EventChildRekeyed)
+			o.event(t, EventChildDown)
+			matchSwan(t, s, sa)
+			s.mustSwanctl("--rekey", "--ike", "hub")
+			o.event(t, EventIKERekeyed)
+			matchSwan(t, s, sa)
+
+			if err := sa.RekeyChild(tctx(t), firstChild(sa).InSPI); err != nil {
+				t.Fatal(err)
+			}
+			o.event(t, EventChildDown)
+			matchSwan(t, s, sa)
+			if err := sa.RekeyIKE(tctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			o.event(t, EventIKERekeyed)
+			matchSwan(t, s, sa)
+
+			s.mustSwanctl("--terminate", "--ike", "hub")
+			if ev := o.event(t, EventIKEDown); !errors.Is(ev.Err, ErrDeleted) {
+				t.Fatalf("down with %v", ev.Err)
+			}
+			swanEmpty(t, s)
+			pool.mu.Lock()
+			released := len(pool.released)
+			pool.mu.Unlock()
+			if released != 1 {
+				t.Fatalf("virtual IP not released (%d)", released)
+			}
+		})
+	}
+}
+
+// TestInteropWrongPSK: AUTHENTICATION_FAILED and no SA on either side, in
+// both directions.
+func TestInteropWrongPSK(t *testing.T) {
+	t.Run("our initiator", func(t *testing.T) {
+		l := newLab(t)
+		s := l.startSwan(swanConf{ike: suiteCBC.swan})
+		cfg := interopConfig(cpeID, suiteCBC)
+		cfg.Local.PSK = []byte("not-the-interop-psk-0123")
+		o := l.manager(cfg)
+		_, err := o.m.Initiate(tctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)},
+			RemoteID: hubID, RemoteTS: []netip.Prefix{swanInner}, LocalTS: []netip.Prefix{ourInner}})
+		var pe *ProtocolError
+		if !errors.Is(err, ErrAuthFailed) || !errors.As(err, &pe) || pe.Type != wire.NotifyAuthenticationFailed {
+			t.Fatalf("Initiate: %v", err)
+		}
+		swanEmpty(t, s)
+		if len(o.m.SAs()) != 0 {
+			t.Fatal("we hold an SA")
+		}
+	})
+	t.Run("charon initiator", func(t *testing.T) {
+		l := newLab(t)
+		cfg := interopConfig(hubID, suiteCBC)
+		cfg.LocalTS = []netip.Prefix{ourInner}
+		cfg.RemoteTS = []netip.Prefix{swanInner}
+		o := l.manager(cfg)
+		s := l.startSwan(swanConf{initiator: true, ike: suiteCBC.swan, psk: "not-the-interop-psk-0123"})
+		if _, err := s.swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
+			t.Fatal("charon established with a wrong PSK")
+		}
+		if !strings.Contains(s.log(), "received AUTHENTICATION_FAILED notify error") {
+			t.Fatal("charon did not get AUTHENTICATION_FAILED")
+		}
+		swanEmpty(t, s)
+		for _, h := range o.m.Handles() {
+			<-h.Done()
+		}
+		if o.m.Stats().AuthFailures != 1 {
+			t.Fatalf("stats %+v", o.m.Stats())
+		}
+	})
+}
+
+// TestInteropNoProposal: NO_PROPOSAL_CHOSEN in both directions.
+func TestInteropNoProposal(t *testing.T) {
+	t.Run("our initiator", func(t *testing.T) {
+		l := newLab(t)
+		s := l.startSwan(swanConf{ike: suiteCBC.swan})
+		o := l.manager(interopConfig(cpeID, suiteGCM))
+		_, err := o.m.Initiate(tctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)}, RemoteID: hubID})
+		var pe *ProtocolError
+		if !errors.As(err, &pe) || pe.Type != wire.NotifyNoProposalChosen {
+			t.Fatalf("Initiate: %v", err)
+		}
+		swanEmpty(t, s)
+	})
+	t.Run("charon initiator", func(t *testing.T) {
+		l := newLab(t)
+		o := l.manager(interopConfig(hubID, suiteGCM))
+		s := l.startSwan(swanConf{initiator: true, ike: suiteCBC.swan})
+		if _, err := s.swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
+			t.Fatal("charon established without a common proposal")
+		}
+		if !strings.Contains(s.log(), "received NO_PROPOSAL_CHOSEN notify error") {
+			t.Fatal("charon did not get NO_PROPOSAL_CHOSEN")
+		}
+		if st := o.m.Stats(); st.NoProposalSent != 1 || len(o.m.SAs()) != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+// TestInteropForcedEncap: charon forcing UDP encapsulation (encap = yes)
+// without virtual IPs is accepted, with a UDP-encapsulated CHILD_SA.
+func TestInteropForcedEncap(t *testing.T) {
+	l := newLab(t)
+	cfg := interopConfig(hubID, suiteGCM)
+	cfg.LocalTS = []netip.Prefix{ourInner}
+	cfg.RemoteTS = []netip.Prefix{swanInner}
+	o := l.manager(cfg)
+	s := l.startSwan(swanConf{initiator: true, ike: suiteGCM.swan, encap: true})
+	s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+	sa := o.event(t, EventIKEUp).SA
+	c := o.event(t, EventChildUp).Child
+	if !c.Encap || c.Remote.Port() != 4500 || !sa.Info().NATRemote {
+		t.Fatalf("CHILD_SA %+v", c)
+	}
+	matchSwan(t, s, sa)
+	if err := sa.Close(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	swanEmpty(t, s)
+}
+
+// pki is a CA with end-entity certificates for both sides, ECDSA P-256
+// and RSA 2048.
+type pki struct {
+	ca         *x509.Certificate
+	ecdsa, rsa chains
+}
+
+type chains struct{ hub, cpe leaf }
+
+type leaf struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mpsa test CA", Organization: []string{"mpsa"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	serial := int64(2)
+	issue := func(name string, key crypto.Signer) leaf {
+		serial++
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name, Organization: []string{"mpsa"}},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), DNSNames: []string{name},
+			KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return leaf{cert: c, key: key}
+	}
+	ec := func() crypto.Signer {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	rs := func() crypto.Signer {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	return &pki{ca: ca,
+		ecdsa: chains{hub: issue("hub.example.net", ec()), cpe: issue("cpe1.example.net", ec())},
+		rsa:   chains{hub: issue("hub.example.net", rs()), cpe: issue("cpe1.example.net", rs())}}
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+func certConfig(t *testing.T, p *pki, l leaf, id auth.ID, su interopSuite) Config {
+	pool, err := auth.NewCAPool(p.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Local:      auth.Local{ID: id, Signer: l.key, Certs: []*x509.Certificate{l.cert}},
+		Peers:      auth.Static(auth.Rule{Pattern: auth.MustParsePattern("any"), Peer: &auth.Peer{CAs: pool}}),
+		CertReqCAs: pool,
+	}
+	cfg.Proposals = DefaultProposals()
+	cfg.Proposals.IKE = []suite.Suite{su.our}
+	return cfg
+}
+
+// TestInteropCertificates: RFC 7427 signature authentication with ECDSA and
+// RSA certificates and aes256-sha384-modp2048, both directions.
+func TestInteropCertificates(t *testing.T) {
+	p := newPKI(t)
+	for _, rsaKeys := range []bool{false, true} {
+		ch := p.ecdsa
+		name := "ECDSA"
+		if rsaKeys {
+			ch, name = p.rsa, "RSA"
+		}
+		t.Run(name+"/our initiator", func(t *testing.T) {
+			l := newLab(t)
+			s := l.startSwan(swanConf{ike: suiteModp.swan, certs: p, rsa: rsaKeys})
+			o := l.manager(certConfig(t, p, ch.cpe, cpeID, suiteModp))
+			sa, err := o.m.Initiate(tctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)},
+				RemoteID: hubID, RemoteTS: []netip.Prefix{swanInner}, LocalTS: []netip.Prefix{ourInner}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			matchSwan(t, s, sa)
+			if !strings.Contains(s.log(), "authentication of 'cpe1.example.net' with") {
+				t.Fatal("charon did not log our signature authentication")
+			}
+			if err := sa.Close(tctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			swanEmpty(t, s)
+		})
+		t.Run(name+"/charon initiator", func(t *testing.T) {
+			l := newLab(t)
+			cfg := certConfig(t, p, ch.hub, hubID, suiteModp)
+			cfg.LocalTS = []netip.Prefix{ourInner}
+			cfg.RemoteTS = []netip.Prefix{swanInner}
+			o := l.manager(cfg)
+			s := l.startSwan(swanConf{initiator: true, ike: suiteModp.swan, certs: p, rsa: rsaKeys})
+			s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+			sa := o.event(t, EventIKEUp).SA
+			matchSwan(t, s, sa)
+			if sa.Info().Suite != suiteModp.our {
+				t.Fatalf("suite %v", sa.Info().Suite)
+			}
+		})
+	}
+}
+
