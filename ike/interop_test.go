@@ -890,4 +890,3 @@ func TestInteropCertificates(t *testing.T) {
 		})
 	}
 }
-
