@@ -95,11 +95,24 @@ func baseConfig(t testing.TB) *configs.Hub {
 		},
 		BGP:      configs.HubBGP{RouterID: netip.MustParseAddr("192.0.2.1")},
 		StateDir: t.TempDir(),
+		Status:   configs.StatusConfig{Socket: filepath.Join(shortTempDir(t), "hub.sock")},
 	}
 	addCPE(cfg, "fqdn:cpe1.acme.example", "acme", "10.1.0.0/24")
 	addCPE(cfg, "fqdn:cpe2.acme.example", "acme", "10.2.0.0/24")
 	addCPE(cfg, "rfc822:cpe3@globex.example", "globex", "10.1.0.0/24")
 	return cfg
+}
+
+// shortTempDir is a temporary directory with a short path, for Unix
+// sockets (at most 107 octets).
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 func addCPE(cfg *configs.Hub, id, group string, prefixes ...string) {
@@ -148,6 +161,7 @@ type testHub struct {
 	ike  netip.AddrPort // port 500's stand-in
 	natt netip.AddrPort
 	done chan error
+	once sync.Once
 }
 
 func startHub(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
@@ -159,7 +173,7 @@ func startHub(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
 		WithDataplane(func(*routing.FIB, []netip.Prefix) (dataplane.Backend, error) { return th.dp, nil }),
 		WithIKEPorts(0, 0),
 		WithoutMetrics(),
-		WithShutdownTimeout(2 * time.Second),
+		WithShutdownTimeout(500 * time.Millisecond),
 	}, opts...)
 	h, err := New(cfg, slog.New(th.fc), opts...)
 	if err != nil {
@@ -177,15 +191,17 @@ func startHub(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
 }
 
 func (th *testHub) stop() {
-	th.h.Close()
-	select {
-	case err := <-th.done:
-		if err != nil {
-			th.t.Errorf("Run: %v", err)
+	th.once.Do(func() {
+		th.h.Close()
+		select {
+		case err := <-th.done:
+			if err != nil {
+				th.t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitOK):
+			th.t.Error("Run did not return after Close")
 		}
-	case <-time.After(waitOK):
-		th.t.Error("Run did not return after Close")
-	}
+	})
 }
 
 // waitFor waits until cond holds, re-checking at every change of the hub.
