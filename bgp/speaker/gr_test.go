@@ -159,6 +159,7 @@ func TestHubRestartKeepsRoutes(t *testing.T) {
 	leakCheck(t)
 	crash, a, b, port, px := grPairProxy(t, gobgptest.Options{GR: true, RestartTime: 30, DeferralTime: 30})
 	withdrawsBefore := b.sink.Withdrawals()
+	px.block("127.0.0.2", true)
 	px.block("127.0.0.3", true)
 	crash()
 	waitStale(t, b, 2)
@@ -171,6 +172,7 @@ func TestHubRestartKeepsRoutes(t *testing.T) {
 	holder := start(t, Config{ASN: 65000, RouterID: netip.MustParseAddr("127.0.0.4"),
 		Dial: dialFrom("127.0.0.4", fmt.Sprintf("127.0.0.1:%d", port)), DeferEndOfRIB: true})
 	holder.waitState(t, StateEstablished, 10*time.Second)
+	px.block("127.0.0.2", false)
 	if err := gobgptest.WaitPaths(within(t, 20*time.Second), rr2, 2); err != nil {
 		t.Fatalf("a state %v: %v", a.State(), err)
 	}
