@@ -131,6 +131,11 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 			ReleaseAddresses: func(_ ike.PeerInfo, addrs []netip.Prefix) { pool.Release(addrs) },
 		},
 		Events: r.event,
+		// As the hub (hub.openIKE) and charon's defaults (mobike = yes,
+		// fragmentation = yes); no DPD, as the charon responder of the
+		// load test has none.
+		MOBIKE:        true,
+		Fragmentation: true,
 		// strongswan-loadtest.sh runs charon with dos_protection = no: no
 		// COOKIE challenge and no half-open limit below the engine's
 		// bound. The same here.

@@ -23,6 +23,10 @@ type Result struct {
 	LatP50, LatP90      float64 // per-SA setup latency, ms
 	DropsResp           int     // UDP receive buffer drops in the responder's namespace
 	OtherLoad           float64 // % of the machine used by other processes
+	// Optional columns (0 when absent): run-queue wait of the responder's
+	// threads per SA, and its resident set before and after the run.
+	RespWaitMsPerSA          float64
+	RespRSS0KiB, RespRSS1KiB float64
 }
 
 // Limits of ReadResults: the file is ours, but a parser takes nothing on
@@ -105,6 +109,12 @@ func ReadResults(r io.Reader) ([]Result, error) {
 			InitMsPerSA: num("init_cpu_ms_per_sa"), LatP50: num("lat_p50_ms"), LatP90: num("lat_p90_ms"),
 			DropsResp: integer("udp_drops_resp"), OtherLoad: num("other_load_pct"),
 		}
+		for name, dst := range map[string]*float64{"resp_wait_ms_per_sa": &res.RespWaitMsPerSA,
+			"resp_rss0_kib": &res.RespRSS0KiB, "resp_rss1_kib": &res.RespRSS1KiB} {
+			if _, ok := col[name]; ok {
+				*dst = num(name)
+			}
+		}
 		if perr != nil {
 			return nil, perr
 		}
@@ -134,7 +144,7 @@ func stat(v []float64) Stat {
 }
 
 func (s Stat) String() string {
-	return fmt.Sprintf("%s/%s/%s", fmtNum(s.Min), fmtNum(s.Median), fmtNum(s.Max))
+	return fmt.Sprintf("%s [%s-%s]", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
 }
 
 func fmtNum(v float64) string {
@@ -154,6 +164,8 @@ type Summary struct {
 	RespMsPerSA Stat // responder CPU ms per established SA
 	InitMsPerSA Stat // load-tester CPU ms per established SA
 	RespCores   Stat // responder CPU seconds per wall second
+	RespWait    Stat // responder run-queue wait ms per SA
+	RSSPerSA    Stat // responder resident set growth, KiB per SA
 	OtherLoad   Stat // % of the machine used by others
 	DropsResp   int  // sum over runs
 }
@@ -176,7 +188,7 @@ func Summarize(rs []Result, label string, last int) (Summary, error) {
 		return Summary{}, fmt.Errorf("%w: %q", ErrNoRuns, label)
 	}
 	s := Summary{Label: label, Runs: len(sel)}
-	var rate, resp, init, cores, other []float64
+	var rate, resp, init, cores, wait, rss, other []float64
 	for _, r := range sel {
 		if r.Established >= r.N && r.N > 0 {
 			s.Complete++
@@ -188,9 +200,14 @@ func Summarize(rs []Result, label string, last int) (Summary, error) {
 			cores = append(cores, r.RespCPU/r.Seconds)
 		}
 		other = append(other, r.OtherLoad)
+		wait = append(wait, r.RespWaitMsPerSA)
+		if r.Established > 0 {
+			rss = append(rss, (r.RespRSS1KiB-r.RespRSS0KiB)/float64(r.Established))
+		}
 		s.DropsResp += r.DropsResp
 	}
-	s.Rate, s.RespMsPerSA, s.InitMsPerSA, s.RespCores, s.OtherLoad = stat(rate), stat(resp), stat(init), stat(cores), stat(other)
+	s.Rate, s.RespMsPerSA, s.InitMsPerSA, s.RespCores = stat(rate), stat(resp), stat(init), stat(cores)
+	s.RespWait, s.RSSPerSA, s.OtherLoad = stat(wait), stat(rss), stat(other)
 	return s, nil
 }
 
@@ -214,16 +231,29 @@ func Compare(anchor, subject Summary) Comparison {
 	return c
 }
 
-// WriteTo prints the comparison as a small table.
+// WriteTo prints the comparison as a table: one row per figure, medians
+// with the range of the runs, and the subject/anchor ratio of the medians.
 func (c Comparison) WriteTo(w io.Writer) (int64, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-40s %5s %9s %22s %22s %22s %13s %6s\n", "label (min/median/max)", "runs", "complete",
-		"IKE_SA/s", "resp CPU ms/SA", "init CPU ms/SA", "other load %", "drops")
-	for _, s := range []Summary{c.Anchor, c.Subject} {
-		fmt.Fprintf(&b, "%-40s %5d %9d %22v %22v %22v %13v %6d\n", s.Label, s.Runs, s.Complete,
-			s.Rate, s.RespMsPerSA, s.InitMsPerSA, s.OtherLoad, s.DropsResp)
+	a, s := c.Anchor, c.Subject
+	row := func(name string, x, y Stat) {
+		ratio := "-"
+		if x.Median > 0 {
+			ratio = fmt.Sprintf("%.2f", y.Median/x.Median)
+		}
+		fmt.Fprintf(&b, "%-28s %-34s %-34s %s\n", name, x, y, ratio)
 	}
-	fmt.Fprintf(&b, "responder CPU per SA: %.2f× the anchor's (target ≤ 0.5); setups per second: %.2f× (target ≥ 1.5)\n",
+	fmt.Fprintf(&b, "%-28s %-34s %-34s %s\n", "median [min-max]", a.Label, s.Label, "ratio")
+	fmt.Fprintf(&b, "%-28s %-34s %-34s\n", "runs (all SAs up)", fmt.Sprintf("%d (%d)", a.Runs, a.Complete), fmt.Sprintf("%d (%d)", s.Runs, s.Complete))
+	row("IKE_SA/s", a.Rate, s.Rate)
+	row("responder CPU ms/SA", a.RespMsPerSA, s.RespMsPerSA)
+	row("responder cores busy", a.RespCores, s.RespCores)
+	row("load-tester CPU ms/SA", a.InitMsPerSA, s.InitMsPerSA)
+	row("responder run-queue ms/SA", a.RespWait, s.RespWait)
+	row("responder RSS KiB/SA", a.RSSPerSA, s.RSSPerSA)
+	row("other load % of machine", a.OtherLoad, s.OtherLoad)
+	fmt.Fprintf(&b, "%-28s %-34d %-34d\n", "UDP receive drops", a.DropsResp, s.DropsResp)
+	fmt.Fprintf(&b, "responder CPU per SA: %.2fx the anchor's (target <= 0.5); setups per second: %.2fx (target >= 1.5)\n",
 		c.CPURatio, c.RateRatio)
 	n, err := io.WriteString(w, b.String())
 	return int64(n), err

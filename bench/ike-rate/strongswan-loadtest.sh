@@ -186,7 +186,7 @@ ssw_stop "$INAME" > /dev/null
 CPU_MODEL=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 echo "# strongSwan $(/usr/lib/ipsec/charon --version 2>/dev/null | awk '{print $NF}') load test: N=$N ike=$IKE esp=$ESP threads=$THREADS window=$WINDOW delay=${DELAY}ms vip=$VIP pin=$PIN delete=$DEL target=${TARGET:-strongswan($RKERNEL)}"
 echo "# cpu: $CPU_MODEL x $(nproc); initiator startup cost subtracted: $(awk -v t="$IBASE" -v h="$TCK" 'BEGIN{printf "%.2f", t/h}')s"
-[ -f "$OUT" ] || printf "date\tlabel\ttarget\tresp_kernel\tike\tesp\tN\testablished\tresp_established\tseconds\trate_per_s\tresp_cpu_s\tinit_cpu_s\tresp_cpu_ms_per_sa\tinit_cpu_ms_per_sa\tlat_p50_ms\tlat_p90_ms\tlat_max_ms\tudp_drops_resp\tudp_drops_init\tother_load_pct\tthreads\twindow\tdelay\tvip\tpin\tdelete\tresp_wait_ms_per_sa\tresp_threads\n" > "$OUT"
+[ -f "$OUT" ] || printf "date\tlabel\ttarget\tresp_kernel\tike\tesp\tN\testablished\tresp_established\tseconds\trate_per_s\tresp_cpu_s\tinit_cpu_s\tresp_cpu_ms_per_sa\tinit_cpu_ms_per_sa\tlat_p50_ms\tlat_p90_ms\tlat_max_ms\tudp_drops_resp\tudp_drops_init\tother_load_pct\tthreads\twindow\tdelay\tvip\tpin\tdelete\tresp_wait_ms_per_sa\tresp_threads\tresp_rss0_kib\tresp_rss1_kib\n" > "$OUT"
 
 # machine-wide busy ticks (all CPUs) from /proc/stat
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
@@ -258,9 +258,9 @@ for run in $(seq 1 "$RUNS"); do
 	RATES+=("$rate")
 	rwait=$(awk -v a="$RW0" -v b="$RW1" -v n="$nest" 'BEGIN{printf "%.3f", (n>0? (b-a)/1e6/n : 0)}')
 	echo "run $run: established $nest/$N${resp_est:+ (responder: $resp_est)} in ${secs}s = $rate IKE_SA/s | CPU responder ${rcpu}s (${rpct}% of 1 core, ${rms} ms/SA), initiator ${icpu}s (${ipct}%, ${ims} ms/SA) | latency p50 ${p50} p90 ${p90} max ${pmax} ms | UDP rcvbuf drops resp ${ddr} init ${ddi} | other load ${other}% of machine | responder RSS ${RSS0:-0} -> ${RSS1:-0} KiB, ${RTH} threads, run-queue wait ${rwait} ms/SA"
-	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" \
+	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" \
 		"$(date -Is)" "$LABEL" "${TARGET:-strongswan}" "$([ -z "$TARGET" ] && echo "$RKERNEL" || echo ext)" "$IKE" "$ESP" "$N" "$nest" "$resp_est" \
-		"$secs" "$rate" "$rcpu" "$icpu" "$rms" "$ims" "$p50" "$p90" "$pmax" "$ddr" "$ddi" "$other" "$THREADS" "$WINDOW" "$DELAY" "$VIP" "$PIN" "$DEL" "$rwait" "$RTH" >> "$OUT"
+		"$secs" "$rate" "$rcpu" "$icpu" "$rms" "$ims" "$p50" "$p90" "$pmax" "$ddr" "$ddi" "$other" "$THREADS" "$WINDOW" "$DELAY" "$VIP" "$PIN" "$DEL" "$rwait" "$RTH" "${RSS0:-0}" "${RSS1:-0}" >> "$OUT"
 done
 stop_all
 printf '%s\n' "${RATES[@]}" | sort -n | awk '{a[NR]=$1} END{ m=(NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "SUMMARY rate IKE_SA/s: min %d median %d max %d (runs %d)\n", a[1], m, a[NR], NR}'
