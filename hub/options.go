@@ -88,3 +88,7 @@ func WithMPSARetry(min, max time.Duration) Option {
 // WithShutdownTimeout bounds how long Close waits for CPEs to acknowledge
 // the deletes of their IKE SAs.
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithDefaultReflector runs the BGP route reflector the configuration
+// describes (package bgp), as mpsa-hub does.
+func WithDefaultReflector() Option { return func(o *options) { o.reflector = defaultReflector } }

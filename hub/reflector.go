@@ -141,3 +141,7 @@ func (h *Hub) reflectorUp(name string) {
 		h.log.Error("route reflector refused the CPE", "id", name, "group", rc.Group, "err", err)
 	}
 }
+
+// defaultReflector builds the configured route reflector. Until package
+// bgp's hub side is wired in, the hub runs without BGP and says so.
+func defaultReflector(rc ReflectorContext) (Reflector, error) { return nil, nil }

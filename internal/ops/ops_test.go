@@ -249,6 +249,13 @@ func TestStatusCommand(t *testing.T) {
 	if code := StatusCommand(ctx, filepath.Join(t.TempDir(), "none.sock"), nil, "peers", &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "status socket") {
 		t.Errorf("no daemon: code %d err %q", code, errOut.String())
 	}
+	out.Reset()
+	if code := StatusMain("d", []string{"-socket", s.Path(), "-json", "peers"}, "/nonexistent", "help", &out, &errOut); code != 0 || !strings.Contains(out.String(), `"peers":["cpe1","cpe2"]`) {
+		t.Errorf("StatusMain: code %d out %q", code, out.String())
+	}
+	if code := StatusMain("d", []string{"-bogus"}, s.Path(), "help", &out, &errOut); code != 2 {
+		t.Errorf("StatusMain with a bad flag: code %d", code)
+	}
 }
 
 func TestTable(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -377,4 +378,25 @@ func StatusCommand(ctx context.Context, path string, args []string, defaultView 
 	}
 	io.WriteString(out, resp.Text)
 	return 0
+}
+
+// StatusMain runs the `status` subcommand of a daemon's binary:
+//
+//	NAME status [-socket PATH] [-json] [view [args...]]
+//
+// args are the words after "status"; socket is the default socket path and
+// defaultView the view shown without one. It returns the exit code.
+func StatusMain(name string, args []string, socket, defaultView string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name+" status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("socket", socket, "status socket of the running daemon")
+	asJSON := fs.Bool("json", false, "print the view's data as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if *asJSON {
+		rest = append([]string{"-json"}, rest...)
+	}
+	return StatusCommand(context.Background(), *path, rest, defaultView, stdout, stderr)
 }
