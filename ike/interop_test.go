@@ -483,26 +483,37 @@ func tokenize(s string) []string {
 
 // matchSwan checks that charon holds exactly one IKE SA, ESTABLISHED, with
 // our SPIs, and CHILD_SAs that mirror ours (its in SPI is our out SPI) with
-// the same traffic selectors.
+// the same traffic selectors and encapsulation.
 func matchSwan(t *testing.T, s *swan, sa *SA) {
 	t.Helper()
-	var sas []swanSA
-	info := sa.Info()
-	eventually(t, "charon to match our SAs", func() bool {
-		sas = s.listSAs()
-		if len(sas) != 1 || sas[0].attrs["state"] != "ESTABLISHED" || len(sas[0].children) != len(info.Children) {
-			return false
+	var why string
+	deadline := time.Now().Add(interopCtx)
+	for {
+		why = swanMismatch(sa.Info(), s.listSAs())
+		if why == "" {
+			return
 		}
-		for _, c := range sas[0].children {
-			if c["state"] != "INSTALLED" {
-				return false
-			}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon does not match our SAs: %s", why)
 		}
-		return true
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// swanMismatch says how charon's SAs differ from ours ("" if they match).
+func swanMismatch(info SAInfo, sas []swanSA) string {
+	if len(sas) != 1 {
+		return fmt.Sprintf("charon holds %d IKE SAs", len(sas))
+	}
 	got := sas[0]
+	if got.attrs["state"] != "ESTABLISHED" {
+		return "charon's IKE SA is " + got.attrs["state"]
+	}
 	if got.attrs["initiator-spi"] != fmt.Sprintf("%016x", info.SPIi) || got.attrs["responder-spi"] != fmt.Sprintf("%016x", info.SPIr) {
-		t.Fatalf("IKE SPIs: charon %s_i %s_r, ours %016x_i %016x_r", got.attrs["initiator-spi"], got.attrs["responder-spi"], info.SPIi, info.SPIr)
+		return fmt.Sprintf("IKE SPIs: charon %s_i %s_r, ours %016x_i %016x_r", got.attrs["initiator-spi"], got.attrs["responder-spi"], info.SPIi, info.SPIr)
+	}
+	if len(got.children) != len(info.Children) {
+		return fmt.Sprintf("charon has %d CHILD_SAs, we %d", len(got.children), len(info.Children))
 	}
 	for _, c := range info.Children {
 		found := false
@@ -511,20 +522,22 @@ func matchSwan(t *testing.T, s *swan, sa *SA) {
 				continue
 			}
 			found = true
-			if want := tsList(c.RemoteTS); sc["local-ts"] != want {
-				t.Fatalf("charon local-ts %s, our remote TS %s", sc["local-ts"], want)
-			}
-			if want := tsList(c.LocalTS); sc["remote-ts"] != want {
-				t.Fatalf("charon remote-ts %s, our local TS %s", sc["remote-ts"], want)
-			}
-			if (sc["encap"] == "yes") != c.Encap {
-				t.Fatalf("charon encap=%s, ours %v", sc["encap"], c.Encap)
+			switch {
+			case sc["state"] != "INSTALLED":
+				return "charon's CHILD_SA is " + sc["state"]
+			case sc["local-ts"] != tsList(c.RemoteTS):
+				return fmt.Sprintf("charon local-ts %s, our remote TS %s", sc["local-ts"], tsList(c.RemoteTS))
+			case sc["remote-ts"] != tsList(c.LocalTS):
+				return fmt.Sprintf("charon remote-ts %s, our local TS %s", sc["remote-ts"], tsList(c.LocalTS))
+			case (sc["encap"] == "yes") != c.Encap:
+				return fmt.Sprintf("charon encap=%s, ours %v", sc["encap"], c.Encap)
 			}
 		}
 		if !found {
-			t.Fatalf("no charon CHILD_SA for ours %08x_i %08x_o: %v", c.InSPI, c.OutSPI, got.children)
+			return fmt.Sprintf("no charon CHILD_SA for ours %08x_i %08x_o: %v", c.InSPI, c.OutSPI, got.children)
 		}
 	}
+	return ""
 }
 
 func tsList(ss []wire.Selector) string {

@@ -235,6 +235,8 @@ func (h *SA) wait(ctx context.Context, start func() (<-chan error, error)) error
 	}
 	select {
 	case err := <-ch:
+		// Let the job that answered finish, so Info shows its outcome.
+		_ = h.call(ctx, func() error { return nil })
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
