@@ -254,6 +254,9 @@ func (l *lab) startSwan(c swanConf) *swan {
 	retransmit_tries = 3
 	# drop rekeyed CHILD_SAs at once, so --list-sas shows the new state
 	delete_rekeyed_delay = 0
+	# small enough that certificate-bearing IKE_AUTH messages are
+	# fragmented (RFC 7383) in both directions
+	fragment_size = 576
 	plugins {
 		include /etc/strongswan.d/charon/*.conf
 		vici {
@@ -274,6 +277,7 @@ func (l *lab) startSwan(c swanConf) *swan {
 			default = 1
 			ike = 2
 			enc = 1
+			net = 1
 		}
 	}
 	syslog { daemon { default = -1 } }
@@ -853,6 +857,10 @@ func certConfig(t *testing.T, p *pki, l leaf, id auth.ID, su interopSuite) Confi
 		Local:      auth.Local{ID: id, Signer: l.key, Certs: []*x509.Certificate{l.cert}},
 		Peers:      auth.Static(auth.Rule{Pattern: auth.MustParsePattern("any"), Peer: &auth.Peer{CAs: pool}}),
 		CertReqCAs: pool,
+		// Certificates make IKE_AUTH big: fragment ours (RFC 7383);
+		// charon fragments its own above 1280 octets.
+		Fragmentation: true,
+		FragmentSize:  576,
 	}
 	cfg.Proposals = DefaultProposals()
 	cfg.Proposals.IKE = []suite.Suite{su.our}
@@ -881,6 +889,10 @@ func TestInteropCertificates(t *testing.T) {
 			matchSwan(t, s, sa)
 			if !strings.Contains(s.log(), "authentication of 'cpe1.example.net' with") {
 				t.Fatal("charon did not log our signature authentication")
+			}
+			if !sa.Info().Fragmentation || !strings.Contains(s.log(), "received fragment #1") ||
+				!strings.Contains(s.log(), "splitting IKE message") {
+				t.Fatal("IKE_AUTH was not fragmented both ways")
 			}
 			if err := sa.Close(tctx(t)); err != nil {
 				t.Fatal(err)
