@@ -65,7 +65,7 @@ func New(cfg Config) (*Backend, error) {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	b.log = b.log.With("component", "dataplane", "backend", "xfrm")
+	b.log = b.log.With("component", "dataplane")
 	for _, ep := range cfg.Endpoints {
 		if !ep.Addr().IsValid() || ep.Addr().Is4In6() || ep.Addr().IsUnspecified() {
 			return nil, fmt.Errorf("xfrm: endpoint %v is not a usable local address", ep)
@@ -93,7 +93,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b.stat, err = openXfrmStat(ns)
 	if err != nil {
-		b.log.Debug("no xfrm_stat; drop counters come from the states", "err", err)
+		b.log.Debug("xfrm: no xfrm_stat; drop counters come from the states", "err", err)
 	}
 	if err := b.flushStale(); err != nil {
 		b.closeHandles()
@@ -192,8 +192,8 @@ func inNetns(ns netns.NsHandle, f func() error) error {
 
 func (b *Backend) routineFollowRoutes(ctx context.Context, sub *routing.Subscription) {
 	defer close(b.done)
-	b.log.Debug("following FIB changes")
-	defer b.log.Debug("stopped following FIB changes")
+	b.log.Debug("xfrm: following FIB changes")
+	defer b.log.Debug("xfrm: stopped following FIB changes")
 	for {
 		u, err := sub.Next(ctx)
 		if err != nil {
@@ -216,7 +216,7 @@ func (b *Backend) routineFollowRoutes(ctx context.Context, sub *routing.Subscrip
 		}
 		b.mu.Unlock()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
-			b.log.Warn("applying FIB changes", "err", err)
+			b.log.Warn("xfrm: applying FIB changes", "err", err)
 		}
 		if b.cfg.Applied != nil {
 			b.cfg.Applied(err)
@@ -306,7 +306,7 @@ func (b *Backend) reconcileLocked(sas []dataplane.SA) error {
 	}
 	b.reqids = r
 	if d.nproblems != b.lastProblems {
-		b.log.Info("FIB entries not tunnelled as asked", "count", d.nproblems, "reason", strings.Join(d.problems, "; "))
+		b.log.Info(fmt.Sprintf("xfrm: %d FIB entries not tunnelled as asked", d.nproblems), "reason", strings.Join(d.problems, "; "))
 		b.lastProblems = d.nproblems
 	}
 	p := diff(b.inst, d)
@@ -477,7 +477,7 @@ func (b *Backend) flushStale() error {
 		}
 	}
 	if n := len(states) + len(pols); n > 0 {
-		b.log.Info("removed XFRM objects left by a previous run", "states", len(states), "policies", len(pols))
+		b.log.Info(fmt.Sprintf("xfrm: removed %d states and %d policies left by a previous run", len(states), len(pols)))
 	}
 	return errors.Join(errs...)
 }
@@ -533,7 +533,7 @@ func (b *Backend) Stats() dataplane.Stats {
 		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 			ss, err := b.h.XfrmStateList(fam)
 			if err != nil {
-				b.log.Debug("reading state counters", "err", err)
+				b.log.Debug("xfrm: reading state counters", "err", err)
 				continue
 			}
 			for i := range ss {
@@ -554,7 +554,7 @@ func (b *Backend) Stats() dataplane.Stats {
 	st.RxPackets, st.RxBytes, st.TxPackets, st.TxBytes = c.rxPackets, c.rxBytes, c.txPackets, c.txBytes
 	if b.stat != nil {
 		if err := readXfrmStat(b.stat, st.Drops); err != nil {
-			b.log.Debug("reading xfrm_stat", "err", err)
+			b.log.Debug("xfrm: reading xfrm_stat", "err", err)
 		}
 	}
 	maps.DeleteFunc(st.Drops, func(_ string, v uint64) bool { return v == 0 })

@@ -25,7 +25,14 @@ import (
 // applied collects the results of the backend's own reconciliations.
 type applied chan error
 
-func (a applied) hook(err error) { a <- err }
+// hook never blocks the backend: when the channel is full, waitFor has
+// events left to wake on, and it re-checks the live state each time.
+func (a applied) hook(err error) {
+	select {
+	case a <- err:
+	default:
+	}
+}
 
 // waitFor re-checks cond after every reconciliation until it holds.
 func (a applied) waitFor(t *testing.T, what string, cond func() bool) {

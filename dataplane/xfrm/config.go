@@ -75,7 +75,8 @@ type Config struct {
 
 	// Applied, if set, is called after every reconciliation the backend
 	// runs on its own (after a FIB update), with its result. Tests wait on
-	// it; daemons may export it. It must not call the Backend.
+	// it; daemons may export it. It runs on the backend's goroutine: it
+	// must return quickly and must not call the Backend.
 	Applied func(error)
 }
 

@@ -3,11 +3,12 @@
 # Debian's own kernel (linux-image-amd64), for hosts whose kernel lacks ESP. This is the
 # CI entry point of the VM harness; `go test ./dataplane/xfrm` runs it too (TestVM).
 #
-# Usage: tests/vm/run.sh [-p "PKG..."] [-r REGEX] [-t TIMEOUT_S] [-q]
+# Usage: tests/vm/run.sh [-p "PKG..."] [-r REGEX] [-t TIMEOUT_S] [-q] [-k]
 #   -p  Go packages whose test binaries run in the guest (default: ./dataplane/xfrm)
 #   -r  -test.run pattern for every binary (no spaces; default: all tests)
 #   -t  seconds before the guest is killed (default 900)
 #   -q  do not echo the guest's console (it is always in the log)
+#   -k  keep the work directory (console log, test output) even when everything passed
 # Installs what is missing (apt-get, as root): qemu-system-x86 linux-image-amd64
 # busybox-static cpio kmod python3 iproute2. The vmlinux extracted from the kernel image
 # is cached in $MPSA_VM_CACHE (default tests/vm/build/cache).
@@ -16,11 +17,11 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-PKGS="./dataplane/xfrm" RUN="" TMO=900 QUIET=""
-while getopts "p:r:t:qh" opt; do
+PKGS="./dataplane/xfrm" RUN="" TMO=900 QUIET="" KEEP=0
+while getopts "p:r:t:qkh" opt; do
   case $opt in
-    p) PKGS=$OPTARG ;; r) RUN=$OPTARG ;; t) TMO=$OPTARG ;; q) QUIET=-q ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    p) PKGS=$OPTARG ;; r) RUN=$OPTARG ;; t) TMO=$OPTARG ;; q) QUIET=-q ;; k) KEEP=1 ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
   esac
 done
 
@@ -54,9 +55,11 @@ rc=$?
 set -e
 echo "--- results"
 grep -ahE '^(--- (PASS|FAIL|SKIP)|ok |FAIL|PASS$|panic:)' "$WORK"/results/*.txt 2>/dev/null || true
-if [ $rc = 0 ]; then
+if [ $rc = 0 ] && [ $KEEP = 0 ]; then
   rm -rf "$WORK"
   echo "run.sh: every test passed in the VM"
+elif [ $rc = 0 ]; then
+  echo "run.sh: every test passed in the VM; output in $WORK"
 else
   rm -rf "$WORK/payload" "$WORK/initrd.cpio.gz"
   echo "run.sh: FAILED (exit $rc); console log: $WORK/console.log" >&2
