@@ -117,6 +117,7 @@ func (h *Hub) ikeUp(ev ike.Event) {
 		encap: ev.Info.NATLocal || ev.Info.NATRemote, tunnel: h.nextTunnel, up: ev.Info.Established}
 	c.sess = &session{h: h, sa: ev.SA, name: t.name}
 	h.conns[ev.SA] = c
+	h.byName[c.name] = append(h.byName[c.name], c)
 	h.mu.Unlock()
 
 	args := []any{"id", t.name, "group", t.group, "peer", ev.Info.Remote}
@@ -242,6 +243,18 @@ func (h *Hub) ikeDown(ev ike.Event) {
 		return
 	}
 	delete(h.conns, ev.SA)
+	list := h.byName[c.name]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(h.byName, c.name)
+	} else {
+		h.byName[c.name] = list
+	}
 	c.wipe()
 	h.routesLocked(c)
 	others := h.connsOfLocked(c.name)
@@ -267,12 +280,7 @@ func (h *Hub) ikeDown(ev ike.Event) {
 
 // connsOfLocked returns the live IKE SAs of a CPE, newest first.
 func (h *Hub) connsOfLocked(name string) []*cpeConn {
-	var out []*cpeConn
-	for _, c := range h.conns {
-		if c.name == name {
-			out = append(out, c)
-		}
-	}
+	out := append([]*cpeConn(nil), h.byName[name]...)
 	for i := 1; i < len(out); i++ {
 		for j := i; j > 0 && out[j].up.After(out[j-1].up); j-- {
 			out[j], out[j-1] = out[j-1], out[j]

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/ike"
@@ -77,6 +79,7 @@ type Hub struct {
 	mu         sync.Mutex
 	closed     bool
 	conns      map[*ike.SA]*cpeConn // live IKE SAs of CPEs
+	byName     map[string][]*cpeConn // the same, by CPE name, oldest first
 	routeOwner map[netip.Prefix]*cpeConn
 	nextTunnel routing.Tunnel
 	applied    appliedState
@@ -111,7 +114,8 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 	h := &Hub{
 		log: logger.With("component", "hub"), root: logger, opts: o, clock: o.clock,
 		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1), fatal: make(chan error, 1),
-		conns: map[*ike.SA]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{}, changed: make(chan struct{}),
+		conns: map[*ike.SA]*cpeConn{}, byName: map[string][]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{},
+		changed: make(chan struct{}),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -283,6 +287,11 @@ func (h *Hub) openIKE(cfg *configs.Hub, prov *provisioning) error {
 	return nil
 }
 
+// IKESocketBuffer is the receive and send buffer of the hub's IKE sockets:
+// a group rekey sends one INFORMATIONAL request to every CPE at once, and
+// their answers arrive together.
+const IKESocketBuffer = 8 << 20
+
 func listenIKE(a netip.Addr, port uint16) (*ike.UDPConn, error) {
 	network := "udp4"
 	if a.Is6() {
@@ -292,7 +301,24 @@ func listenIKE(a netip.Addr, port uint16) (*ike.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
+	setBuffers(c.UDPConn(), IKESocketBuffer)
 	return c, nil
+}
+
+// setBuffers sizes a socket's buffers: beyond net.core.rmem_max when
+// privileged (SO_RCVBUFFORCE), else as far as the system allows.
+func setBuffers(c *net.UDPConn, size int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], size) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], size)
+			}
+		}
+	})
 }
 
 // IKEAddrs returns the local addresses of the IKE sockets: port 500 (or
@@ -393,6 +419,7 @@ func (h *Hub) close() error {
 		c.wipe()
 	}
 	clear(h.conns)
+	clear(h.byName)
 	h.mu.Unlock()
 	if h.dp != nil {
 		errs = append(errs, h.dp.Close())

@@ -368,9 +368,9 @@ func (h *Hub) CPEs() *CPEView {
 	cfg := h.Config()
 	h.mu.Lock()
 	endpoints := map[string]string{}
-	for _, c := range h.conns {
-		if newest := h.connsOfLocked(c.name); len(newest) > 0 && newest[0] == c {
-			endpoints[c.name] = c.remote.String()
+	for name := range h.byName {
+		if newest := h.connsOfLocked(name); len(newest) > 0 {
+			endpoints[name] = newest[0].remote.String()
 		}
 	}
 	h.mu.Unlock()
