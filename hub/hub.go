@@ -78,7 +78,7 @@ type Hub struct {
 	// mu guards the following fields.
 	mu         sync.Mutex
 	closed     bool
-	conns      map[*ike.SA]*cpeConn // live IKE SAs of CPEs
+	conns      map[*ike.SA]*cpeConn  // live IKE SAs of CPEs
 	byName     map[string][]*cpeConn // the same, by CPE name, oldest first
 	routeOwner map[netip.Prefix]*cpeConn
 	nextTunnel routing.Tunnel
