@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
@@ -300,7 +301,7 @@ func (sa *ikeSA) sendRequest(t task, ps []wire.Payload) {
 	}
 	m := sa.h.m
 	sa.active = &outstanding{t: t, msgID: id, pkts: pkts, next: m.clock.Now().Add(m.cfg.RetransmitTimeout)}
-	sa.log.Debug("sending request", "exchange", t.exchange(), "msgid", id, "payloads", wire.Summary(ps))
+	sa.debugMsg("sending request", t.exchange(), id, ps)
 	sa.h.transmit(pkts)
 }
 
@@ -392,7 +393,7 @@ func (sa *ikeSA) handleResponse(p *packet, hdr wire.Header) {
 		sa.h.lastRecv = m.clock.Now()
 		sa.h.notePath(p, false)
 	}
-	sa.log.Debug("received response", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "payloads", wire.Summary(in.payloads))
+	sa.debugMsg("received response", hdr.Exchange, hdr.MessageID, in.payloads)
 	sa.active = nil
 	sa.nextReqID++
 	err = a.t.process(sa, in)
@@ -489,7 +490,7 @@ func (sa *ikeSA) handleRequest(p *packet, hdr wire.Header) {
 	if hdr.Exchange != wire.IKEAuth {
 		sa.h.notePath(p, false)
 	}
-	sa.log.Debug("received request", "exchange", hdr.Exchange, "msgid", hdr.MessageID, "payloads", wire.Summary(ps))
+	sa.debugMsg("received request", hdr.Exchange, hdr.MessageID, ps)
 	var resp []wire.Payload
 	var after func()
 	switch hdr.Exchange {
@@ -525,7 +526,7 @@ func (sa *ikeSA) respond(in *inMsg, hash [sha256.Size]byte, ps []wire.Payload) {
 	}
 	p := in.pkt
 	sa.cache = respCache{valid: true, msgID: in.hdr.MessageID, hash: hash, pkts: pkts, src: p.dst, dst: p.src, natt: p.natt}
-	sa.log.Debug("sending response", "exchange", in.hdr.Exchange, "msgid", in.hdr.MessageID, "payloads", wire.Summary(ps))
+	sa.debugMsg("sending response", in.hdr.Exchange, in.hdr.MessageID, ps)
 	sa.h.sendTo(pkts, p.dst, p.src, p.natt)
 }
 
@@ -574,3 +575,11 @@ func earliest(a, b time.Time) time.Time {
 }
 
 func sha256Sum(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }
+
+// debugMsg logs one IKE message at debug level; the payload summary is
+// only built when debug logging is on.
+func (sa *ikeSA) debugMsg(what string, ex wire.ExchangeType, id uint32, ps []wire.Payload) {
+	if sa.log.Enabled(context.Background(), slog.LevelDebug) {
+		sa.log.Debug(what, "exchange", ex, "msgid", id, "payloads", wire.Summary(ps))
+	}
+}

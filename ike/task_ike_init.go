@@ -114,7 +114,7 @@ func (t *ikeInitTask) process(sa *ikeSA, in *inMsg) error {
 			return &ProtocolError{Exchange: wire.IKESAInit, Type: n.NotifyType, Data: n.Data}
 		}
 		d.tries++
-		sa.log.Info("responder wants another DH group", "reason", "INVALID_KE_PAYLOAD", "group", g)
+		sa.log.Info("responder wants another DH group", "reason", fmt.Sprintf("INVALID_KE_PAYLOAD(%v)", g))
 		t.group = g
 		return errResend
 	}
