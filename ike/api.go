@@ -67,6 +67,8 @@ func (m *Manager) Initiate(ctx context.Context, c Connection) (*SA, error) {
 		}
 		select {
 		case err = <-done:
+			// Let the job that answered finish, so Info shows the SA.
+			_ = h.call(ctx, func() error { return nil })
 		case <-ctx.Done():
 			h.run(func() { h.die(ctx.Err()) })
 			return nil, ctx.Err()
