@@ -355,7 +355,7 @@ func (b *Backend) applyLocked(p *plan) error {
 			errs = append(errs, fmt.Errorf("xfrm: policy %v %v -> %v: %w", pol.dir, pol.src, pol.dst, err))
 			continue
 		}
-		b.inst.policies[pol.policyID] = pol
+		b.inst.policies[pol.policyID] = pol.pval
 	}
 	for _, id := range p.delPolicies {
 		errs = append(errs, b.delPolicyLocked(id))
@@ -466,7 +466,7 @@ func (b *Backend) flushStale() error {
 	var errs []error
 	for i, p := range pols {
 		id := policyID{pdir(p.Dir), prefixOf(p.Src, polIs4[i]), prefixOf(p.Dst, polIs4[i])}
-		b.inst.policies[id] = kpolicy{policyID: id}
+		b.inst.policies[id] = pval{}
 		errs = append(errs, b.delPolicyLocked(id))
 	}
 	for i, s := range states {
@@ -583,7 +583,7 @@ func (b *Backend) Close() error {
 }
 
 func (b *Backend) removeAllLocked() error {
-	p := diff(b.inst, &desired{states: map[stateID]*kstate{}, policies: map[policyID]kpolicy{}})
+	p := diff(b.inst, &desired{states: map[stateID]*kstate{}, policies: map[policyID]pval{}})
 	return b.applyLocked(p)
 }
 

@@ -26,21 +26,35 @@ type inputs struct {
 // desired is the set of objects the kernel should hold.
 type desired struct {
 	states   map[stateID]*kstate
-	policies map[policyID]kpolicy
+	policies map[policyID]pval
 
 	// problems says what could not be installed as the FIB asked (the
-	// affected prefixes are blocked), in a stable order, at most
-	// maxProblems of them; nproblems counts them all.
+	// affected prefixes are blocked): the maxProblems first by prefix;
+	// nproblems counts them all.
 	problems  []string
 	nproblems int
+	top       []problem // the first maxProblems, sorted
 }
 
 const maxProblems = 8
 
-func (d *desired) problem(format string, args ...any) {
+type problem struct {
+	at  netip.Prefix
+	msg string
+}
+
+// problem records one; only the first maxProblems by prefix are kept (and
+// formatted), so a FIB whose every entry is blocked costs no more.
+func (d *desired) problem(at netip.Prefix, format string, args ...any) {
 	d.nproblems++
-	if len(d.problems) < maxProblems {
-		d.problems = append(d.problems, fmt.Sprintf(format, args...))
+	if len(d.top) == maxProblems && comparePrefix(at, d.top[maxProblems-1].at) >= 0 {
+		return
+	}
+	pr := problem{at, fmt.Sprintf(format, args...)}
+	i, _ := slices.BinarySearchFunc(d.top, pr, func(a, b problem) int { return comparePrefix(a.at, b.at) })
+	d.top = slices.Insert(d.top, i, pr)
+	if len(d.top) > maxProblems {
+		d.top = d.top[:maxProblems]
 	}
 }
 
@@ -56,7 +70,7 @@ func (d *desired) addState(s *kstate) error {
 // means the SAs cannot be installed as given (the State is refused); what
 // the FIB asks for and cannot be done is blocked and reported as problems.
 func compute(in *inputs) (*desired, error) {
-	d := &desired{states: make(map[stateID]*kstate), policies: make(map[policyID]kpolicy)}
+	d := &desired{states: make(map[stateID]*kstate), policies: make(map[policyID]pval, 3*len(in.routes))}
 
 	sas := slices.Clone(in.sas)
 	slices.SortFunc(sas, func(a, b dataplane.SA) int {
@@ -105,7 +119,7 @@ func compute(in *inputs) (*desired, error) {
 		if old, seen := m[addr]; seen && old != port {
 			// One state per (address, SPI): the higher port wins, which
 			// prefers ESP-in-UDP (it crosses NATs) over raw ESP.
-			d.problem("endpoint %v: routes ask for ports %d and %d (prefix %v); using %d", addr, old, port, p, max(old, port))
+			d.problem(p, "endpoint %v: routes ask for ports %d and %d (prefix %v); using %d", addr, old, port, p, max(old, port))
 			port = max(old, port)
 		}
 		m[addr] = port
@@ -197,7 +211,7 @@ func compute(in *inputs) (*desired, error) {
 		for _, a := range addrs {
 			l, ok := in.localFor(sa, a)
 			if !ok {
-				d.problem("endpoint %v of tunnel %d: no local address of its family; its prefixes are blocked", a, sa.Tunnel)
+				d.problem(netip.PrefixFrom(a, a.BitLen()), "endpoint %v of tunnel %d: no local address of its family; its prefixes are blocked", a, sa.Tunnel)
 				continue
 			}
 			var e encap
@@ -211,23 +225,17 @@ func compute(in *inputs) (*desired, error) {
 		}
 	}
 
-	// Policies, in a stable order so problems are reported stably.
-	prefixes := make([]netip.Prefix, 0, len(in.routes))
-	for p := range in.routes {
-		prefixes = append(prefixes, p)
-	}
-	slices.SortFunc(prefixes, comparePrefix)
-	tunnelled := make(map[netip.Prefix]bool)
+	// Policies.
+	tunnelled := make(map[netip.Prefix]bool, len(in.routes))
 	var candidates []netip.Prefix
-	for _, p := range prefixes {
-		nh := in.routes[p]
+	for p, nh := range in.routes {
 		if nh.Tunnel == 0 || nh.Local {
 			candidates = append(candidates, p)
 			continue
 		}
 		if nh.Endpoint.IsValid() && local[nh.Endpoint.Addr()] && outSA[nh.Tunnel] != nil && !outSA[nh.Tunnel].Peer.IsValid() {
 			// A route back to ourselves: the kernel delivers it locally.
-			d.problem("prefix %v: endpoint %v is this node; not tunnelled", p, nh.Endpoint)
+			d.problem(p, "prefix %v: endpoint %v is this node; not tunnelled", p, nh.Endpoint)
 			continue
 		}
 		tunnelled[p] = true
@@ -235,11 +243,11 @@ func compute(in *inputs) (*desired, error) {
 		prio := in.prioBase + uint32(maxBits(is4)-p.Bits())
 		rid := in.reqids.get(reqKey{tunnel: nh.Tunnel})
 
-		out := kpolicy{policyID: policyID{dirOut, anyPrefix(is4), p}, prio: prio}
+		out := kpolicy{policyID: policyID{dirOut, anyPrefix(is4), p}, pval: pval{prio: prio}}
 		switch sa := outSA[nh.Tunnel]; {
 		case sa == nil:
 			out.block = true
-			d.problem("prefix %v: tunnel %d has no outbound SA; blocked", p, nh.Tunnel)
+			d.problem(p, "prefix %v: tunnel %d has no outbound SA; blocked", p, nh.Tunnel)
 		case sa.Peer.IsValid():
 			if l, ok := in.localFor(sa, sa.Peer.Addr()); ok {
 				out.tmpl = tmpl{src: l, dst: sa.Peer.Addr(), reqid: rid}
@@ -248,7 +256,7 @@ func compute(in *inputs) (*desired, error) {
 			}
 		case !nh.Endpoint.IsValid():
 			out.block = true
-			d.problem("prefix %v: tunnel %d route has no ESP endpoint; blocked", p, nh.Tunnel)
+			d.problem(p, "prefix %v: tunnel %d route has no ESP endpoint; blocked", p, nh.Tunnel)
 		default:
 			if l, ok := reach[nh.Tunnel][nh.Endpoint.Addr()]; ok {
 				out.tmpl = tmpl{src: l, dst: nh.Endpoint.Addr(), reqid: rid}
@@ -256,7 +264,7 @@ func compute(in *inputs) (*desired, error) {
 				out.block = true
 			}
 		}
-		d.policies[out.policyID] = out
+		d.policies[out.policyID] = out.pval
 
 		t, ok := inTmpl[nh.Tunnel]
 		if !ok {
@@ -270,8 +278,7 @@ func compute(in *inputs) (*desired, error) {
 			t = tmpl{src: anyAddr(dst.Is4()), dst: dst, reqid: rid}
 		}
 		for _, dir := range []pdir{dirIn, dirFwd} {
-			pol := kpolicy{policyID: policyID{dir, p, anyPrefix(is4)}, prio: prio, tmpl: t}
-			d.policies[pol.policyID] = pol
+			d.policies[policyID{dir, p, anyPrefix(is4)}] = pval{prio: prio, tmpl: t}
 		}
 	}
 
@@ -286,8 +293,11 @@ func compute(in *inputs) (*desired, error) {
 		is4 := b.Addr().Is4()
 		prio := in.prioBase + uint32(maxBits(is4)-b.Bits())
 		for _, id := range []policyID{{dirOut, anyPrefix(is4), b}, {dirIn, b, anyPrefix(is4)}, {dirFwd, b, anyPrefix(is4)}} {
-			d.policies[id] = kpolicy{policyID: id, prio: prio}
+			d.policies[id] = pval{prio: prio}
 		}
+	}
+	for _, pr := range d.top {
+		d.problems = append(d.problems, pr.msg)
 	}
 	return d, nil
 }

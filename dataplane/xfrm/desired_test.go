@@ -172,7 +172,7 @@ func applyPlan(have *installed, p *plan) {
 		have.states[s.stateID] = &c
 	}
 	for _, pol := range p.policies {
-		have.policies[pol.policyID] = pol
+		have.policies[pol.policyID] = pol.pval
 	}
 	for _, id := range p.delPolicies {
 		delete(have.policies, id)

@@ -300,7 +300,7 @@ func ping(x *cpe, src, dst netip.Addr, count int) (bool, string) {
 // unanswered for two seconds: the negative controls, which the drop
 // counters then confirm.
 func noPing(x *cpe, src, dst netip.Addr) bool {
-	_, err := x.ns.Run("ping", "-c", "1", "-w", "2", "-I", src.String(), dst.String())
+	_, err := x.ns.Run("ping", "-c", "1", "-w", "2", "-W", "2", "-I", src.String(), dst.String())
 	return err != nil
 }
 

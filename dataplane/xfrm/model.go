@@ -105,12 +105,18 @@ type tmpl struct {
 
 func (t tmpl) ok() bool { return t.dst.IsValid() }
 
-// kpolicy is one XFRM policy.
-type kpolicy struct {
-	policyID
+// pval is what a policy says, apart from its identity; it is small enough
+// for a map to keep inline.
+type pval struct {
 	prio  uint32
 	block bool
 	tmpl  tmpl
+}
+
+// kpolicy is one XFRM policy.
+type kpolicy struct {
+	policyID
+	pval
 }
 
 func anyPrefix(is4 bool) netip.Prefix {

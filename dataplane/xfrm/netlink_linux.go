@@ -201,8 +201,8 @@ func renderDesired(d *desired) (string, error) {
 	}
 	slices.Sort(lines)
 	var pols []string
-	for _, p := range d.policies {
-		pols = append(pols, renderPolicy(netlinkPolicy(p), p.dst.Addr().Is4()))
+	for id, p := range d.policies {
+		pols = append(pols, renderPolicy(netlinkPolicy(kpolicy{id, p}), id.dst.Addr().Is4()))
 	}
 	slices.Sort(pols)
 	return joinLines(append(lines, pols...)), nil

@@ -8,11 +8,11 @@ import (
 // their key copies, wiped when the state is removed.
 type installed struct {
 	states   map[stateID]*kstate
-	policies map[policyID]kpolicy
+	policies map[policyID]pval
 }
 
 func newInstalled() *installed {
-	return &installed{states: make(map[stateID]*kstate), policies: make(map[policyID]kpolicy)}
+	return &installed{states: make(map[stateID]*kstate), policies: make(map[policyID]pval)}
 }
 
 // plan is the ordered list of changes that turns installed into desired,
@@ -44,7 +44,7 @@ func diff(have *installed, want *desired) *plan {
 	}
 	for id, pol := range want.policies {
 		if old, ok := have.policies[id]; !ok || old != pol {
-			p.policies = append(p.policies, pol)
+			p.policies = append(p.policies, kpolicy{id, pol})
 		}
 	}
 	for id := range have.policies {
