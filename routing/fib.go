@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 
@@ -11,9 +10,9 @@ import (
 // FIB is the forwarding information base. Its methods are safe for
 // concurrent use; lookups never wait for updates.
 type FIB struct {
-	cfg config
-	tbl [2]*bart.Table[*slot] // the two copies readers use (leftright.go)
-	lr  leftRight
+	cfg   config
+	sides [2]side // the two copies readers use (leftright.go)
+	lr    leftRight
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -24,9 +23,9 @@ type FIB struct {
 // New returns an empty FIB.
 func New(opts ...Option) *FIB {
 	f := &FIB{cfg: newConfig(opts)}
-	f.tbl[0], f.tbl[1] = new(bart.Table[*slot]), new(bart.Table[*slot])
+	f.sides[0].tbl, f.sides[1].tbl = new(bart.Table[slotID]), new(bart.Table[slotID])
 	// Readers start on side 0; the writer owns side 1.
-	f.w = newWriter(&f.cfg, f.tbl[0], f.tbl[1])
+	f.w = newWriter(&f.cfg, &f.sides)
 	f.w.side = 1
 	return f
 }
@@ -115,48 +114,71 @@ func (f *FIB) commitLocked() {
 func (f *FIB) publishLocked() {
 	w := f.w
 	s := w.side
-	for _, sl := range w.pubs {
-		sl.pub[s] = sl.res()
-	}
+	f.publishSlots(s)
 	f.lr.flip(s)
 	o := s ^ 1
-	t := f.tbl[o]
+	t := f.sides[o].tbl
 	for _, op := range w.replay {
-		if op.s == nil {
+		if op.del {
 			t.Delete(op.p)
 		} else {
-			t.Insert(op.p, op.s)
+			t.Insert(op.p, op.id)
 		}
 	}
-	for _, sl := range w.pubs {
-		sl.pub[o] = sl.res()
-	}
+	f.publishSlots(o)
 	w.side = o
+	w.free = append(w.free, w.dying...)
+	for _, id := range w.dying {
+		w.slots[id] = nil
+	}
+	w.dying = w.dying[:0]
+}
+
+// publishSlots writes the queued slots' resolutions into side s, growing its
+// arrays as slot ids grow.
+func (f *FIB) publishSlots(s int) {
+	w, sd := f.w, &f.sides[s]
+	if n := len(w.slots); len(sd.pub) < n {
+		c := max(n, 2*len(sd.pub), 64)
+		pub := make([]published, n, c)
+		copy(pub, sd.pub)
+		multi := make([]*resolution, n, c)
+		copy(multi, sd.multi)
+		sd.pub, sd.multi = pub, multi
+	}
+	for _, sl := range w.pubs {
+		r := sl.res()
+		p := published{n: uint32(len(r.hops))}
+		if p.n > 0 {
+			p.hop = r.hops[0]
+		}
+		sd.pub[sl.id], sd.multi[sl.id] = p, r
+	}
 }
 
 // Lookup returns where packets to dst go: the best path of the longest
 // resolved prefix holding dst. It does not allocate.
 func (f *FIB) Lookup(dst netip.Addr) (NextHop, bool) {
-	return f.lookup(dst, 0, rand.Uint32())
+	return f.lookup(dst, 0, stripeHint())
 }
 
 // LookupFlow is Lookup for one flow: with multipath on, flows (by flowHash)
 // are spread over the equal-cost next hops of the matching prefix.
 func (f *FIB) LookupFlow(dst netip.Addr, flowHash uint32) (NextHop, bool) {
-	return f.lookup(dst, flowHash, flowHash)
+	return f.lookup(dst, flowHash, stripeHint())
 }
 
 func (f *FIB) lookup(dst netip.Addr, flow, stripe uint32) (nh NextHop, ok bool) {
 	c, side := f.lr.arrive(stripe)
-	if s, found := f.tbl[side].Lookup(dst); found {
-		if r := s.pub[side]; r != nil {
-			switch n := uint32(len(r.hops)); n {
-			case 0:
-			case 1:
-				nh, ok = r.hops[0], true
-			default:
-				nh, ok = r.hops[flow%n], true
-			}
+	sd := &f.sides[side]
+	if id, found := sd.tbl.Lookup(dst); found && int(id) < len(sd.pub) {
+		p := &sd.pub[id]
+		switch p.n {
+		case 0:
+		case 1:
+			nh, ok = p.hop, true
+		default:
+			nh, ok = sd.multi[id].hops[flow%p.n], true
 		}
 	}
 	c.Add(-1)
@@ -167,8 +189,8 @@ func (f *FIB) lookup(dst netip.Addr, flow, stripe uint32) (nh NextHop, ok bool) 
 func (f *FIB) snapshotLocked() []Change {
 	t := f.w.standby()
 	out := make([]Change, 0, t.Size())
-	for p, s := range t.AllSorted() {
-		out = append(out, Change{Kind: Added, Prefix: p, NextHops: s.res().hops})
+	for p, id := range t.AllSorted() {
+		out = append(out, Change{Kind: Added, Prefix: p, NextHops: f.w.slots[id].res().hops})
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Readers never wait for writers: the FIB keeps two copies of the lookup
@@ -66,4 +67,14 @@ func (lr *leftRight) flip(next int) {
 	waitEmpty(&lr.ri[prev^1])
 	lr.versionIndex.Store(prev ^ 1)
 	waitEmpty(&lr.ri[prev])
+}
+
+// stripeHint returns a stripe that stays the same for the calling goroutine
+// and differs between goroutines: a hash of where its stack is. A reader
+// that keeps its stripe keeps its counter's cache line to itself. (The
+// address is only hashed, never turned back into a pointer.)
+func stripeHint() uint32 {
+	var x byte
+	a := uint64(uintptr(unsafe.Pointer(&x)))
+	return uint32((a >> 13) * 0x9e3779b97f4a7c15 >> 58)
 }

@@ -47,7 +47,7 @@ func (w *writer) trackChanged(t *track) {
 			continue
 		}
 		w.markChanged(g)
-		w.queuePub(&g.slot)
+		w.queuePub(g.slot)
 		for d := range g.dests {
 			if d.target() {
 				w.push(d)
@@ -269,7 +269,7 @@ func (w *writer) finish(collect bool) []Change {
 		if g.dead {
 			continue
 		}
-		o, n := g.slot.pub[w.side], g.res
+		o, n := w.publishedRes(g.slot), g.res
 		if o == nil || sameValue(o, n) {
 			continue // a new group's members were all touched
 		}
@@ -290,10 +290,10 @@ func (w *writer) finish(collect bool) []Change {
 			if move {
 				if n.ok() {
 					w.unres.Delete(p)
-					w.tableInsert(p, &g.slot)
+					w.tableInsert(p, g.slot)
 				} else {
 					w.tableDelete(p)
-					w.unres.Insert(p, &g.slot)
+					w.unres.Insert(p, g.slot)
 				}
 			}
 			if collect {

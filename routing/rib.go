@@ -44,13 +44,33 @@ func sameValue(a, b *resolution) bool {
 	return !a.ok() || a.depth == b.depth && slices.Equal(a.hops, b.hops)
 }
 
-// slot is what the lookup tables hold for a prefix: the resolution readers
-// of each side see. pub[s] is written only while no reader uses side s.
+// slot is a resolution that prefixes point at: a group's (shared by its
+// members) or a dest's. The lookup tables hold its small id; readers find
+// what to forward to in their side's dense published array at that index,
+// one memory access past the table.
 type slot struct {
-	pub [2]*resolution
-	g   *group // owner if shared by a group's members
-	d   *dest  // owner if the prefix has its own slot
-	gen uint64 // batch that queued it for publication
+	id   slotID
+	g    *group // owner if shared by a group's members
+	d    *dest  // owner if the prefix has its own slot
+	gen  uint64 // batch that queued it for publication
+	born uint64 // batch that created it
+}
+
+type slotID uint32
+
+// published is what the readers of one side see for a slot.
+type published struct {
+	hop NextHop // the best next hop, if n > 0
+	n   uint32  // number of next hops
+}
+
+// side is one of the two copies readers use (see leftright.go): the lookup
+// table and, by slot id, what each slot forwards to. The writer changes a
+// side only while no reader uses it.
+type side struct {
+	tbl   *bart.Table[slotID]
+	pub   []published
+	multi []*resolution // the full published value (all next hops)
 }
 
 func (s *slot) res() *resolution {
@@ -72,7 +92,7 @@ type pathKey struct {
 
 type group struct {
 	key     pathKey
-	slot    slot
+	slot    *slot
 	res     *resolution // current value (context free)
 	refs    int         // paths using it
 	members members     // prefixes pointing at slot
@@ -91,7 +111,7 @@ func (g *group) route(p netip.Prefix) Route {
 func (g *group) routeRef() Route { return g.route(netip.Prefix{}) }
 
 type dest struct {
-	slot     slot
+	slot     *slot
 	prefix   netip.Prefix
 	paths    []*group // most preferred first
 	res      *resolution
@@ -127,16 +147,20 @@ type touch struct {
 }
 
 type replayOp struct {
-	p netip.Prefix
-	s *slot // nil: delete
+	p   netip.Prefix
+	id  slotID
+	del bool
 }
 
 // writer is the FIB's writer-side state, guarded by FIB.mu.
 type writer struct {
 	cfg   *config
-	tbl   [2]*bart.Table[*slot]
-	side  int // the standby table: readers are on the other one
+	sides *[2]side
+	side  int // the standby side: readers are on the other one
 	unres bart.Table[*slot]
+	slots []*slot // by id; nil when free (id 0 is never used)
+	free  []slotID
+	dying []slotID // freed once both sides have dropped them
 
 	groups   map[pathKey]*group
 	peers    map[netip.Addr]map[*group]struct{}
@@ -158,10 +182,11 @@ type writer struct {
 	coreDirty bool
 }
 
-func newWriter(cfg *config, t0, t1 *bart.Table[*slot]) *writer {
+func newWriter(cfg *config, sides *[2]side) *writer {
 	return &writer{
 		cfg:     cfg,
-		tbl:     [2]*bart.Table[*slot]{t0, t1},
+		sides:   sides,
+		slots:   []*slot{nil},
 		groups:  make(map[pathKey]*group),
 		peers:   make(map[netip.Addr]map[*group]struct{}),
 		tracks:  make(map[netip.Addr]*track),
@@ -172,15 +197,44 @@ func newWriter(cfg *config, t0, t1 *bart.Table[*slot]) *writer {
 	}
 }
 
-func (w *writer) standby() *bart.Table[*slot] { return w.tbl[w.side] }
+func (w *writer) standby() *bart.Table[slotID] { return w.sides[w.side].tbl }
+
+// newSlot allocates a slot for g or d.
+func (w *writer) newSlot(g *group, d *dest) *slot {
+	s := &slot{g: g, d: d, born: w.gen}
+	if n := len(w.free); n > 0 {
+		s.id = w.free[n-1]
+		w.free = w.free[:n-1]
+		w.slots[s.id] = s
+	} else {
+		s.id = slotID(len(w.slots))
+		w.slots = append(w.slots, s)
+	}
+	w.queuePub(s)
+	return s
+}
+
+// freeSlot retires s; its id is reused after the next publication.
+func (w *writer) freeSlot(s *slot) {
+	w.dying = append(w.dying, s.id)
+}
+
+// publishedRes is what readers see for s now (nil for a new slot).
+func (w *writer) publishedRes(s *slot) *resolution {
+	m := w.sides[w.side].multi
+	if s.born != w.gen && int(s.id) < len(m) {
+		return m[s.id]
+	}
+	return nil
+}
 
 // find returns the slot of p and where it is.
 func (w *writer) find(p netip.Prefix) (*slot, uint8) {
 	if t, ok := w.touched[p]; ok {
 		return t.s, t.loc
 	}
-	if s, ok := w.standby().Get(p); ok {
-		return s, locTable
+	if id, ok := w.standby().Get(p); ok {
+		return w.slots[id], locTable
 	}
 	if w.unres.Size() > 0 {
 		if s, ok := w.unres.Get(p); ok {
@@ -198,7 +252,7 @@ func (w *writer) touchRec(p netip.Prefix, s *slot, loc uint8) *touch {
 	}
 	t := &touch{s: s, loc: loc}
 	if loc == locTable {
-		t.old = s.pub[w.side].hops
+		t.old = w.publishedRes(s).hops
 	}
 	w.touched[p] = t
 	return t
@@ -236,13 +290,13 @@ func (w *writer) drop(p netip.Prefix, t *touch) {
 }
 
 func (w *writer) tableInsert(p netip.Prefix, s *slot) {
-	w.standby().Insert(p, s)
-	w.replay = append(w.replay, replayOp{p: p, s: s})
+	w.standby().Insert(p, s.id)
+	w.replay = append(w.replay, replayOp{p: p, id: s.id})
 }
 
 func (w *writer) tableDelete(p netip.Prefix) {
 	w.standby().Delete(p)
-	w.replay = append(w.replay, replayOp{p: p})
+	w.replay = append(w.replay, replayOp{p: p, del: true})
 }
 
 // queuePub schedules s's resolution for publication to readers.
@@ -269,7 +323,7 @@ func (w *writer) intern(r *Route) *group {
 		return g
 	}
 	g := &group{key: k}
-	g.slot.g = g
+	g.slot = w.newSlot(g, nil)
 	if nh, ok := w.cfg.terminal(r); ok {
 		g.res = &resolution{hops: []NextHop{nh}}
 	} else {
@@ -288,7 +342,6 @@ func (w *writer) intern(r *Route) *group {
 		w.peers[k.peer] = pg
 	}
 	pg[g] = struct{}{}
-	w.queuePub(&g.slot)
 	return g
 }
 
@@ -299,6 +352,7 @@ func (w *writer) release(g *group) {
 		return
 	}
 	g.dead = true
+	w.freeSlot(g.slot)
 	delete(w.groups, g.key)
 	if pg := w.peers[g.key.peer]; pg != nil {
 		delete(pg, g)
@@ -334,7 +388,8 @@ func (w *writer) dropTrack(t *track) {
 // not, giving that prefix its own slot if it shared one.
 func (w *writer) lpmDest(a netip.Addr) *dest {
 	h := hostPrefix(a)
-	p, s, ok := w.standby().LookupPrefixLPM(h)
+	p, id, ok := w.standby().LookupPrefixLPM(h)
+	s := w.slots[id]
 	if w.unres.Size() > 0 {
 		if pu, su, oku := w.unres.LookupPrefixLPM(h); oku && (!ok || pu.Bits() > p.Bits()) {
 			p, s, ok = pu, su, true
@@ -355,14 +410,13 @@ func (w *writer) ownSlot(p netip.Prefix, s *slot) *dest {
 	t := w.touchRec(p, s, loc)
 	g := s.g
 	d := &dest{prefix: p, paths: []*group{g}, res: g.res, trackers: make(map[*track]struct{})}
-	d.slot.d = d
+	d.slot = w.newSlot(nil, d)
 	if g.dests == nil {
 		g.dests = make(map[*dest]struct{})
 	}
 	g.dests[d] = struct{}{}
 	w.dests[d] = struct{}{}
-	w.put(p, &d.slot, t)
-	w.queuePub(&d.slot)
+	w.put(p, d.slot, t)
 	g.members.removed()
 	w.compactIfNeeded(g)
 	return d
@@ -380,8 +434,9 @@ func (w *writer) shareSlot(d *dest) {
 	delete(g.dests, d)
 	delete(w.dests, d)
 	d.dead = true
+	w.freeSlot(d.slot)
 	g.members.add(d.prefix)
-	w.put(d.prefix, &g.slot, t)
+	w.put(d.prefix, g.slot, t)
 }
 
 func (w *writer) compactIfNeeded(g *group) {
@@ -394,7 +449,7 @@ func (w *writer) compactIfNeeded(g *group) {
 func (w *writer) isMember(g *group) func(netip.Prefix) bool {
 	return func(p netip.Prefix) bool {
 		s, _ := w.find(p)
-		return s == &g.slot
+		return s == g.slot
 	}
 }
 
@@ -435,7 +490,7 @@ func (w *writer) upsert(r *Route) {
 		g.refs++
 		w.paths++
 		g.members.add(p)
-		w.put(p, &g.slot, t)
+		w.put(p, g.slot, t)
 		w.moved = append(w.moved, p)
 	case s.d == nil:
 		g0 := s.g
@@ -446,7 +501,7 @@ func (w *writer) upsert(r *Route) {
 		g.refs++
 		if g0.key.peer == r.Peer {
 			g.members.add(p)
-			w.put(p, &g.slot, t)
+			w.put(p, g.slot, t)
 			g0.members.removed()
 			w.release(g0)
 			w.compactIfNeeded(g0)
@@ -528,6 +583,7 @@ func (w *writer) withdraw(p netip.Prefix, peer netip.Addr) bool {
 		w.drop(p, t)
 		w.moved = append(w.moved, p)
 		d.dead = true
+		w.freeSlot(d.slot)
 		delete(w.dests, d)
 	}
 	w.release(g)
@@ -570,7 +626,7 @@ func (w *writer) setDestRes(d *dest, nr *resolution) bool {
 	if changed {
 		s, loc := w.find(d.prefix)
 		w.touchRec(d.prefix, s, loc)
-		w.queuePub(&d.slot)
+		w.queuePub(d.slot)
 	}
 	d.res = nr
 	return changed

@@ -113,14 +113,14 @@ func (f *FIB) Routes() iter.Seq[RouteStatus] {
 			}
 			return true
 		}
-		for p, s := range w.standby().AllSorted() {
+		for p, id := range w.standby().AllSorted() {
 			for uok && comparePrefix(up, p) < 0 {
 				if !emit(up, us) {
 					return
 				}
 				up, us, uok = next()
 			}
-			if !emit(p, s) {
+			if !emit(p, w.slots[id]) {
 				return
 			}
 		}
@@ -158,7 +158,7 @@ func (f *FIB) Unresolved() []RouteStatus {
 		if !d.res.ok() {
 			continue // listed above
 		}
-		for _, st := range w.pathStatus(d.prefix, &d.slot) {
+		for _, st := range w.pathStatus(d.prefix, d.slot) {
 			if !st.Resolved {
 				out = append(out, st)
 			}
