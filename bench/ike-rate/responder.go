@@ -86,13 +86,8 @@ type Responder struct {
 
 	ikeUp, ikeDown, childUp, childDown atomic.Int64
 
-	mu      sync.Mutex // guards waiters
-	waiters []waiter
-}
-
-type waiter struct {
-	n  int64
-	ch chan struct{}
+	mu      sync.Mutex    // guards changed
+	changed chan struct{} // closed and replaced on every counted event
 }
 
 // Counts are the responder's event counters.
@@ -114,7 +109,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ikerate: peer pattern: %w", err)
 	}
-	r := &Responder{Pool: pool}
+	r := &Responder{Pool: pool, changed: make(chan struct{})}
 	peer := &auth.Peer{PSK: cfg.PSK}
 	m, err := ike.New(ike.Config{
 		Local: auth.Local{ID: cfg.ID, PSK: cfg.PSK},
@@ -158,25 +153,20 @@ func (r *Responder) event(ev ike.Event) {
 	}
 	switch ev.Kind {
 	case ike.EventIKEUp:
-		n := r.ikeUp.Add(1)
-		r.mu.Lock()
-		ws := r.waiters[:0]
-		for _, w := range r.waiters {
-			if n >= w.n {
-				close(w.ch)
-				continue
-			}
-			ws = append(ws, w)
-		}
-		r.waiters = ws
-		r.mu.Unlock()
+		r.ikeUp.Add(1)
 	case ike.EventIKEDown:
 		r.ikeDown.Add(1)
 	case ike.EventChildUp:
 		r.childUp.Add(1)
 	case ike.EventChildDown:
 		r.childDown.Add(1)
+	default:
+		return
 	}
+	r.mu.Lock()
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // Counts returns the event counters.
@@ -184,22 +174,26 @@ func (r *Responder) Counts() Counts {
 	return Counts{IKEUp: r.ikeUp.Load(), IKEDown: r.ikeDown.Load(), ChildUp: r.childUp.Load(), ChildDown: r.childDown.Load()}
 }
 
-// WaitEstablished returns once n IKE SAs came up since the start (counting
-// those that went down again), or with ctx's error.
+// WaitEstablished returns once n IKE SAs and n CHILD_SAs came up since the
+// start (counting those that went down again), or with ctx's error.
 func (r *Responder) WaitEstablished(ctx context.Context, n int64) error {
-	r.mu.Lock()
-	if r.ikeUp.Load() >= n {
+	return r.WaitFor(ctx, func(c Counts) bool { return c.IKEUp >= n && c.ChildUp >= n })
+}
+
+// WaitFor returns once done holds for the counters, or with ctx's error.
+func (r *Responder) WaitFor(ctx context.Context, done func(Counts) bool) error {
+	for {
+		r.mu.Lock()
+		ch := r.changed
 		r.mu.Unlock()
-		return nil
-	}
-	w := waiter{n: n, ch: make(chan struct{})}
-	r.waiters = append(r.waiters, w)
-	r.mu.Unlock()
-	select {
-	case <-w.ch:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("ikerate: %d of %d IKE SAs up: %w", r.ikeUp.Load(), n, ctx.Err())
+		if done(r.Counts()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("ikerate: waiting for the responder (%+v): %w", r.Counts(), ctx.Err())
+		}
 	}
 }
 
