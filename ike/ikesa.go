@@ -110,6 +110,10 @@ type ikeSA struct {
 	rekeyAt  time.Time
 	retryAt  time.Time // do not start pending tasks before
 
+	// halfOpen is the responder's key in Manager.halfOpen while in
+	// IKE_SA_INIT.
+	halfOpen *halfOpenKey
+
 	// rekey is this side's IKE rekey in flight; peerRekey the IKE SA the
 	// peer's colliding rekey created (RFC 7296 §2.8.2).
 	rekey     *ikeRekeyTask

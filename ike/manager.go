@@ -346,10 +346,8 @@ func (m *Manager) unregister(sa *ikeSA) {
 	if m.sas[sa.ourSPI()] == sa {
 		delete(m.sas, sa.ourSPI())
 	}
-	for k, v := range m.halfOpen {
-		if v == sa && k.spiI == sa.spiI {
-			delete(m.halfOpen, k)
-		}
+	if k := sa.halfOpen; k != nil && m.halfOpen[*k] == sa {
+		delete(m.halfOpen, *k)
 	}
 	m.mu.Unlock()
 }

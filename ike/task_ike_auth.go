@@ -280,12 +280,11 @@ func (sa *ikeSA) establish() {
 	if !sa.initiator {
 		m.stats.halfOpen.Add(-1)
 		m.mu.Lock()
-		for k, v := range m.halfOpen {
-			if v == sa {
-				delete(m.halfOpen, k)
-			}
+		if k := sa.halfOpen; k != nil && m.halfOpen[*k] == sa {
+			delete(m.halfOpen, *k)
 		}
 		m.mu.Unlock()
+		sa.halfOpen = nil
 	}
 	sa.setState(StateEstablished, "authenticated")
 	sa.init.wipe()

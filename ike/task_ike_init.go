@@ -271,7 +271,7 @@ func (m *Manager) acceptInit(p *packet, hdr wire.Header) {
 		m.removeHandle(h)
 		return
 	}
-	sa = &ikeSA{h: h, spiI: hdr.SPIi, spiR: spiR, state: StateConnecting}
+	sa = &ikeSA{h: h, spiI: hdr.SPIi, spiR: spiR, state: StateConnecting, halfOpen: &key}
 	m.sas[spiR] = sa
 	m.halfOpen[key] = sa
 	m.mu.Unlock()

@@ -20,7 +20,8 @@
 // bit are kept as *Unknown and otherwise ignored.
 //
 // The SK and SKF payloads are framed here but protected elsewhere: encoding
-// takes a Sealer and decoding exposes the authenticated prefix and the body
-// for an Opener (package ike/suite provides both), after which DecodePayloads
-// parses the inner chain.
+// takes a Sealer, and Message.Encrypted and Message.Fragment give the
+// authenticated prefix and the body to the cipher that opens them (package
+// ike/suite provides both), after which DecodePayloads parses the inner
+// chain.
 package wire

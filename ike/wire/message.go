@@ -124,13 +124,6 @@ type Sealer interface {
 	Seal(msg, plaintext []byte) ([]byte, error)
 }
 
-// Opener checks and removes the protection of an SK or SKF body.
-type Opener interface {
-	// Open returns the plaintext inside body (padding removed); prefix is
-	// what Message.Encrypted or Message.Fragment returned with it.
-	Open(prefix, body []byte) ([]byte, error)
-}
-
 // EncodeEncrypted encodes a protected message: the header h, then an SK
 // payload holding inner. It sets nothing in h but returns the octets.
 func EncodeEncrypted(h *Header, inner []Payload, s Sealer) ([]byte, error) {
