@@ -162,7 +162,8 @@ EOF
 start_resp() {
 	[ -n "$TARGET" ] && return 0
 	local pool=() rts=dynamic
-	[ "$VIP" = 1 ] && pool=(--pool 10.99.128.0/17) || rts=$TSI
+	# both families, as the load-tester asks for INTERNAL_IP4_ADDRESS and INTERNAL_IP6_ADDRESS
+	[ "$VIP" = 1 ] && pool=(--pool 10.99.128.0/17,fd99::/108) || rts=$TSI
 	SSW_CPUS=$RCPUS "$SSWDIR/responder.sh" --name "$RNAME" --netns "$RNS" --local "$RADDR" \
 		--psk "$PSK" --local-id "$IDR" --remote-id "$MATCH" --ike "$RIKE" --esp "$ESP" \
 		--local-ts "$TSR" --remote-ts "$rts" "${pool[@]}" --kernel "$RKERNEL" --log "$LOG" --tune \
