@@ -20,6 +20,7 @@ import (
 type Logger struct {
 	l     *slog.Logger
 	level atomic.Uint32 // a gobgplog.LogLevel
+	hook  func(msg string, f gobgplog.Fields)
 }
 
 var _ gobgplog.Logger = (*Logger)(nil)
@@ -49,6 +50,14 @@ func (a *Logger) log(lvl slog.Level, msg string, f gobgplog.Fields) {
 	a.l.Log(context.Background(), lvl, msg, args...)
 }
 
+// WithHook returns the adapter after setting a function that sees every
+// Warn and Info message before level filtering, to count events GoBGP only
+// reports in its log (such as a refused connection).
+func (a *Logger) WithHook(h func(msg string, f gobgplog.Fields)) *Logger {
+	a.hook = h
+	return a
+}
+
 // Panic logs at Error; GoBGP calls it only for programming errors.
 func (a *Logger) Panic(msg string, f gobgplog.Fields) { a.log(slog.LevelError, msg, f) }
 
@@ -64,6 +73,9 @@ func (a *Logger) Error(msg string, f gobgplog.Fields) {
 
 // Warn logs at Warn.
 func (a *Logger) Warn(msg string, f gobgplog.Fields) {
+	if a.hook != nil {
+		a.hook(msg, f)
+	}
 	if a.GetLevel() >= gobgplog.WarnLevel {
 		a.log(slog.LevelWarn, msg, f)
 	}
@@ -71,6 +83,9 @@ func (a *Logger) Warn(msg string, f gobgplog.Fields) {
 
 // Info logs at Debug.
 func (a *Logger) Info(msg string, f gobgplog.Fields) {
+	if a.hook != nil {
+		a.hook(msg, f)
+	}
 	if a.GetLevel() >= gobgplog.InfoLevel {
 		a.log(slog.LevelDebug, msg, f)
 	}

@@ -1,0 +1,79 @@
+// Package rr is the hub's BGP route reflector (draft-yamaya-ipsecme-mpsa
+// §4.1 peer discovery): GoBGP v3 embedded as a library, driven by what the
+// hub learns from IKE. The hub daemon calls CPEUp when a CPE's IKE SA is up
+// (group, overlay address, ESP endpoint seen on the IKE SA, authorised
+// prefixes) and CPEDown when it dies; CPEs need no BGP configuration on the
+// hub.
+//
+// # One GoBGP instance per group
+//
+// Every CPE group (customer VPN) gets its own BgpServer, listening on the
+// hub's overlay address(es) in that group. Groups are isolated because they
+// share nothing: no RIB, no peers, no policy. Two customers may use the same
+// private prefixes. The alternatives were weighed and rejected:
+//
+//   - one instance with a per-group export policy: one global RIB holds one
+//     best path per prefix, so overlapping prefixes of two groups would
+//     collide, and GoBGP's export policy for non-route-server peers is only
+//     the global one, evaluated per path and per peer;
+//   - VPN address families with route targets and RFC 4684: the CPE speaker
+//     would need VPNv4/VPNv6 and RT constraint, and GoBGP would still fan out
+//     every path of every group from one event loop.
+//
+// Instances per group also spread work across cores. The cost is one
+// listener and, if wanted, one gRPC API per group (GroupConfig.GRPC).
+//
+// # Access control: the hub re-originates what it validated
+//
+// GoBGP can attach per-neighbor policy only to route-server clients, and no
+// policy condition can look into the Tunnel Encapsulation attribute. So the
+// hub does not let GoBGP reflect CPE routes as received:
+//
+//   - a CPE is a configured passive neighbor, added by CPEUp and deleted by
+//     CPEDown, so GoBGP accepts a BGP session only from a live CPE's overlay
+//     address (connections from anywhere else are closed at once, counted
+//     and logged) — instead of a dynamic-neighbor range, which would accept
+//     any address in the range;
+//   - the global import policy rejects every route received from a CPE
+//     (configured peers' routes and the hub's own are accepted);
+//   - the hub watches GoBGP's pre-policy Adj-RIB-In events and, for each CPE
+//     route, checks that the prefix lies within the CPE's authorised
+//     prefixes (else it is dropped, counted and logged) and that its ESP
+//     endpoint — the Tunnel Egress Endpoint and UDP port, or the NEXT_HOP
+//     in the plain RFC 5565 form — is the address and port the hub sees on
+//     the CPE's IKE SA; if not, it is rewritten (default; a CPE behind NAT
+//     cannot know its public endpoint) or dropped (Config.Endpoint), counted
+//     and logged;
+//   - the hub then adds its own path for the route (AddPath): the CPE's
+//     ORIGIN, LOCAL_PREF and MED, ORIGINATOR_ID = the CPE's BGP Identifier,
+//     NEXT_HOP = the endpoint address, a Tunnel Encapsulation attribute with
+//     the endpoint the hub saw, and a path identifier per CPE so two CPEs of
+//     one site announcing the same prefix remain two paths. GoBGP reflects it
+//     to every client with CLUSTER_LIST; the CPE that announced it ignores
+//     it (its own ORIGINATOR_ID, RFC 4456 §8).
+//
+// This costs the hub O(routes received) work, against the O(routes × CPEs)
+// of reflection itself, and nothing else in GoBGP changes.
+//
+// CPEDown withdraws the CPE's routes at once and deletes the neighbor. A
+// CPE session that drops while its IKE SA lives keeps its routes (marked
+// stale) for the restart time the CPE offered, as a GR helper would; when
+// the CPE is back, its End-of-RIB sweeps what it did not re-advertise.
+//
+// # Restarts
+//
+// A group started with GroupConfig.Restarting acts as a restarting speaker
+// (RFC 4724): CPEs keep their routes and forward on them while the hub comes
+// back, and the hub sends routes only when every registered CPE has sent
+// End-of-RIB (see syncSession). Hub.Close ends sessions with Cease /
+// Administrative Reset, which CPEs that negotiated the N bit (RFC 8538)
+// treat as graceful.
+//
+// # The stock gobgp CLI
+//
+// GroupConfig.GRPC serves GoBGP's own gRPC API, so `gobgp -p PORT neighbor`
+// and `gobgp -p PORT global rib -a ipv4` work against a group. In the RIB,
+// CPE routes appear as locally originated paths (they are the hub's
+// re-originated ones) with the CPE's ORIGINATOR_ID; `gobgp neighbor CPE
+// adj-in` shows what the CPE sent, all marked filtered by the import policy.
+package rr

@@ -1,0 +1,594 @@
+package rr
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	gblog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/mpsa-vpn/mpsa/bgp/internal/gobgplog"
+)
+
+var families = []*api.Family{
+	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
+	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
+}
+
+// group is one CPE group: a GoBGP instance and what the hub knows about the
+// group's CPEs. Watch events from GoBGP and the Hub's API calls both take
+// mu, so group state has one writer at a time.
+type group struct {
+	hub   *Hub
+	cfg   GroupConfig
+	log   *slog.Logger
+	s     *server.BgpServer
+	stats counters
+	logs  limiter
+
+	cancelWatch context.CancelFunc
+
+	// mu guards the following fields.
+	mu        sync.Mutex
+	cpes      map[netip.Addr]*cpeState // by overlay address
+	byID      map[string]*cpeState
+	nextID    uint32 // path identifiers, one per CPE
+	deferring bool   // restart deferral in progress
+	sync      *syncSession
+	closed    bool
+}
+
+// cpeState is a registered CPE and the routes the hub re-originated for it.
+type cpeState struct {
+	CPE
+	pathID   uint32
+	routerID netip.Addr
+	routes   map[netip.Prefix]announced
+
+	established bool
+	grTime      time.Duration // restart time the CPE offered; 0 = no GR
+	grFamilies  []*api.Family // families for which the CPE offered GR
+	eor         map[api.Family_Afi]bool
+	synced      bool // session up and End-of-RIB seen for every GR family
+	gen         uint64
+	restart     *time.Timer
+}
+
+// announced is what the hub put into GoBGP for one CPE prefix.
+type announced struct {
+	endpoint  netip.AddrPort
+	nextHop   netip.Addr
+	origin    uint8
+	localPref uint32
+	med       uint32
+	hasMED    bool
+	stale     bool
+}
+
+func (a announced) same(b announced) bool {
+	a.stale, b.stale = false, false
+	return a == b
+}
+
+func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
+	g := &group{
+		hub:       h,
+		cfg:       gc,
+		log:       h.log.With("group", gc.Name),
+		cpes:      map[netip.Addr]*cpeState{},
+		byID:      map[string]*cpeState{},
+		deferring: gc.Restarting,
+	}
+	g.logs.n = h.cfg.LogRate
+	adapter := gobgplog.New(g.log, gblog.WarnLevel).WithHook(g.gobgpMessage)
+	opts := []server.ServerOption{server.LoggerOption(adapter)}
+	if gc.GRPC != "" {
+		if err := checkGRPC(gc.GRPC); err != nil {
+			return nil, fmt.Errorf("rr: group %s: gRPC %s: %w", gc.Name, gc.GRPC, err)
+		}
+		opts = append(opts, server.GrpcListenAddress(gc.GRPC))
+	}
+	g.s = server.NewBgpServer(opts...)
+	go g.s.Serve()
+	if err := g.configure(ctx); err != nil {
+		g.s.Stop()
+		return nil, fmt.Errorf("rr: group %s: %w", gc.Name, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	g.cancelWatch = cancel
+	err := g.s.WatchEvent(wctx, &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_ADJIN},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}, g.onEvent)
+	if err != nil {
+		cancel()
+		g.s.Stop()
+		return nil, fmt.Errorf("rr: group %s: watch: %w", gc.Name, err)
+	}
+	if gc.Restarting {
+		if err := g.startSync(ctx); err != nil {
+			cancel()
+			g.s.Stop()
+			return nil, fmt.Errorf("rr: group %s: %w", gc.Name, err)
+		}
+	}
+	g.log.Info("route reflector started", "local", gc.Listen[0].String(), "restarting", gc.Restarting)
+	return g, nil
+}
+
+// checkGRPC fails early where GoBGP would only log a failed gRPC listen.
+func checkGRPC(addr string) error {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(path) // a stale socket of an earlier run
+		}
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// configure sets up the instance: global settings, the import policy, the
+// CPE peer group and the configured peers.
+func (g *group) configure(ctx context.Context) error {
+	hc := &g.hub.cfg
+	var addrs []string
+	for _, l := range g.cfg.Listen {
+		addrs = append(addrs, l.Addr().String())
+	}
+	err := g.s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: hc.ASN, RouterId: hc.RouterID.String(),
+		ListenPort: int32(g.cfg.Listen[0].Port()), ListenAddresses: addrs,
+	}})
+	if err != nil {
+		return fmt.Errorf("StartBgp: %w", err)
+	}
+
+	// Import policy: CPE routes never enter the RIB as received; the hub
+	// re-originates what it validated (local paths). Configured peers'
+	// routes are accepted as they are.
+	stmts := []*api.Statement{{Name: "local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT}}}
+	if len(g.cfg.Peers) > 0 {
+		var list []string
+		for _, p := range g.cfg.Peers {
+			list = append(list, netip.PrefixFrom(p.Address, p.Address.BitLen()).String())
+		}
+		if err := g.s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+			DefinedType: api.DefinedType_NEIGHBOR, Name: peerGroupOther, List: list}}); err != nil {
+			return fmt.Errorf("AddDefinedSet: %w", err)
+		}
+		stmts = append(stmts, &api.Statement{Name: "peers",
+			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: peerGroupOther}},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT}})
+	}
+	if err := g.s.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "mpsa-import", Statements: stmts}}); err != nil {
+		return fmt.Errorf("AddPolicy: %w", err)
+	}
+	if err := g.s.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT,
+		Policies: []*api.Policy{{Name: "mpsa-import"}}, DefaultAction: api.RouteAction_REJECT}}); err != nil {
+		return fmt.Errorf("AddPolicyAssignment: %w", err)
+	}
+
+	hold := uint64(hc.HoldTime / time.Second)
+	pg := &api.PeerGroup{
+		Conf: &api.PeerGroupConf{PeerGroupName: peerGroupCPE, PeerAsn: hc.ASN},
+		RouteReflector: &api.RouteReflector{RouteReflectorClient: true,
+			RouteReflectorClusterId: hc.ClusterID.String()},
+		AfiSafis:  afiSafis(true),
+		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: hold, KeepaliveInterval: hold / 3}},
+		Transport: &api.Transport{PassiveMode: true},
+		GracefulRestart: &api.GracefulRestart{Enabled: true, RestartTime: uint32(hc.RestartTime / time.Second),
+			NotificationEnabled: true, DeferralTime: uint32(g.cfg.DeferralTime / time.Second)},
+	}
+	if err := g.s.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: pg}); err != nil {
+		return fmt.Errorf("AddPeerGroup: %w", err)
+	}
+	for _, p := range g.cfg.Peers {
+		if err := g.s.AddPeer(ctx, &api.AddPeerRequest{Peer: peerFromConfig(hc, p)}); err != nil {
+			return fmt.Errorf("AddPeer %v: %w", p.Address, err)
+		}
+	}
+	return nil
+}
+
+func afiSafis(gr bool) []*api.AfiSafi {
+	var out []*api.AfiSafi
+	for _, f := range families {
+		a := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}}
+		if gr {
+			a.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func peerFromConfig(hc *Config, p PeerConfig) *api.Peer {
+	port := p.Port
+	if port == 0 {
+		port = DefaultBGPPort
+	}
+	ap := &api.Peer{
+		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
+		AfiSafis:  afiSafis(false),
+		Transport: &api.Transport{PassiveMode: p.Passive, RemotePort: uint32(port)},
+		Timers: &api.Timers{Config: &api.TimersConfig{HoldTime: uint64(hc.HoldTime / time.Second),
+			KeepaliveInterval: uint64(hc.HoldTime/time.Second) / 3, ConnectRetry: 5}},
+	}
+	if p.RRClient {
+		ap.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: hc.ClusterID.String()}
+	}
+	if p.Multihop > 0 {
+		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: p.Multihop}
+	}
+	return ap
+}
+
+// gobgpMessage sees GoBGP's log messages; a refused connection is only
+// reported there.
+func (g *group) gobgpMessage(msg string, f gblog.Fields) {
+	if msg != "Can't find configuration for a new passive connection" {
+		return
+	}
+	g.stats.refused.Add(1)
+	if g.logs.allow() {
+		g.log.Warn("BGP connection refused: not a live CPE's overlay address", "peer", fmt.Sprint(f["Key"]))
+	}
+}
+
+func (g *group) snapshot() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := Stats{
+		CPEs:             uint64(len(g.byID)),
+		Accepted:         g.stats.accepted.Load(),
+		ForeignPrefix:    g.stats.foreignPrefix.Load(),
+		EndpointRewrite:  g.stats.epRewrite.Load(),
+		EndpointReject:   g.stats.epReject.Load(),
+		BadRoute:         g.stats.badRoute.Load(),
+		RefusedSessions:  g.stats.refused.Load(),
+		CPEWithdrawnDown: g.stats.withdrawnDown.Load(),
+	}
+	for _, c := range g.byID {
+		if c.established {
+			s.Sessions++
+		}
+		s.Routes += uint64(len(c.routes))
+		for _, a := range c.routes {
+			if a.stale {
+				s.StaleRoutes++
+			}
+		}
+	}
+	return s
+}
+
+func (g *group) synced() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.deferring
+}
+
+// close stops the group as a planned restart (see Hub.Close).
+func (g *group) close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	for _, c := range g.byID {
+		g.stopRestartLocked(c)
+	}
+	sy := g.sync
+	g.sync = nil
+	g.mu.Unlock()
+	g.cancelWatch()
+	if sy != nil {
+		sy.stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Communication: "hub restart"})
+	g.s.Stop()
+	// GoBGP v3's Serve loop has no way to end: its goroutine stays, idle,
+	// for the life of the process. Empty the RIB so that is all it keeps.
+	g.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL})
+	g.log.Info("route reflector stopped")
+}
+
+// cpeUp registers or updates a CPE.
+func (g *group) cpeUp(ctx context.Context, c CPE) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if old, ok := g.byID[c.ID]; ok && old.Overlay != c.Overlay {
+		g.removeLocked(ctx, old, "overlay address changed")
+	}
+	cs, ok := g.byID[c.ID]
+	if ok {
+		cs.CPE = c
+		g.revalidateLocked(ctx, cs)
+		return nil
+	}
+	g.nextID++
+	cs = &cpeState{CPE: c, pathID: g.nextID, routes: map[netip.Prefix]announced{}, eor: map[api.Family_Afi]bool{}}
+	p := &api.Peer{Conf: &api.PeerConf{NeighborAddress: c.Overlay.String(), PeerGroup: peerGroupCPE}}
+	if g.deferring {
+		p.GracefulRestart = &api.GracefulRestart{LocalRestarting: true}
+	}
+	if err := g.s.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+		return fmt.Errorf("rr: CPE %s: AddPeer: %w", c.ID, err)
+	}
+	g.cpes[c.Overlay] = cs
+	g.byID[c.ID] = cs
+	g.log.Info("CPE registered", "id", c.ID, "peer", c.Overlay.String(), "endpoint", c.Endpoint.String(),
+		"prefixes", len(c.Prefixes))
+	return nil
+}
+
+// cpeDown forgets a CPE: session closed, routes withdrawn.
+func (g *group) cpeDown(ctx context.Context, id, reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.byID[id]; ok {
+		g.removeLocked(ctx, c, reason)
+		g.checkSyncLocked()
+	}
+}
+
+func (g *group) removeLocked(ctx context.Context, c *cpeState, reason string) {
+	g.stopRestartLocked(c)
+	n := len(c.routes)
+	for p := range c.routes {
+		g.withdrawLocked(ctx, c, p)
+	}
+	g.stats.withdrawnDown.Add(uint64(n))
+	if err := g.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: c.Overlay.String()}); err != nil {
+		g.log.Warn("DeletePeer failed", "id", c.ID, "err", err)
+	}
+	delete(g.cpes, c.Overlay)
+	delete(g.byID, c.ID)
+	g.log.Info("CPE gone, routes withdrawn", "id", c.ID, "peer", c.Overlay.String(), "reason", reason, "routes", n)
+}
+
+// revalidateLocked re-checks the routes of an updated CPE: prefixes it
+// lost are withdrawn, a changed endpoint is re-advertised.
+func (g *group) revalidateLocked(ctx context.Context, c *cpeState) {
+	for p, a := range c.routes {
+		if !c.authorised(p) {
+			g.withdrawLocked(ctx, c, p)
+			continue
+		}
+		if a.endpoint != c.Endpoint {
+			b := a
+			b.endpoint = c.Endpoint
+			b.nextHop = nextHopFor(p, &c.CPE)
+			g.originateLocked(ctx, c, p, b)
+		}
+	}
+}
+
+func (g *group) stopRestartLocked(c *cpeState) {
+	c.gen++
+	if c.restart != nil {
+		c.restart.Stop()
+		c.restart = nil
+	}
+}
+
+// onEvent handles GoBGP's watch events in order.
+func (g *group) onEvent(r *api.WatchEventResponse) {
+	ctx := context.Background()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	if pe := r.GetPeer(); pe != nil {
+		if pe.Type == api.WatchEventResponse_PeerEvent_STATE && pe.Peer != nil && pe.Peer.State != nil {
+			g.peerStateLocked(ctx, pe.Peer.State)
+		}
+		return
+	}
+	for _, p := range r.GetTable().GetPaths() {
+		addr, err := netip.ParseAddr(p.NeighborIp)
+		if err != nil {
+			continue
+		}
+		addr = addr.Unmap()
+		if g.sync != nil && addr == g.sync.addr {
+			if p.Nlri == nil {
+				g.syncEORLocked(p.Family)
+			}
+			continue
+		}
+		c, ok := g.cpes[addr]
+		if !ok {
+			continue
+		}
+		switch {
+		case p.Nlri == nil:
+			g.endOfRIBLocked(ctx, c, p.Family)
+		case p.IsWithdraw:
+			if pfx, ok := prefixOf(p); ok {
+				g.withdrawLocked(ctx, c, pfx)
+			}
+		default:
+			g.announceLocked(ctx, c, p)
+		}
+	}
+}
+
+func (g *group) peerStateLocked(ctx context.Context, st *api.PeerState) {
+	addr, err := netip.ParseAddr(st.NeighborAddress)
+	if err != nil {
+		return
+	}
+	c, ok := g.cpes[addr.Unmap()]
+	if !ok {
+		return
+	}
+	up := st.SessionState == api.PeerState_ESTABLISHED
+	switch {
+	case up && !c.established:
+		c.established = true
+		c.synced = false
+		clear(c.eor)
+		if id, err := netip.ParseAddr(st.RouterId); err == nil {
+			c.routerID = id
+		}
+		g.stopRestartLocked(c)
+		g.learnGRLocked(ctx, c)
+		g.log.Info("CPE BGP session established", "id", c.ID, "peer", c.Overlay.String(), "state", "ESTABLISHED",
+			"graceful_restart", c.grTime > 0)
+		if len(c.grFamilies) == 0 {
+			// Without GR there is no End-of-RIB to wait for.
+			c.synced = true
+			g.sweepStaleLocked(ctx, c)
+			g.checkSyncLocked()
+		}
+	case !up && c.established:
+		c.established = false
+		c.synced = false
+		if c.grTime > 0 && len(c.routes) > 0 {
+			for p, a := range c.routes {
+				a.stale = true
+				c.routes[p] = a
+			}
+			d := min(c.grTime, g.hub.cfg.RestartTime)
+			gen := c.gen
+			c.restart = time.AfterFunc(d, func() { g.restartExpired(c, gen) })
+			g.log.Info("CPE BGP session down, keeping its routes for its restart time", "id", c.ID,
+				"peer", c.Overlay.String(), "state", st.SessionState.String(), "routes", len(c.routes), "restart_time", d.String())
+			return
+		}
+		n := len(c.routes)
+		for p := range c.routes {
+			g.withdrawLocked(ctx, c, p)
+		}
+		g.log.Info("CPE BGP session down, routes withdrawn", "id", c.ID, "peer", c.Overlay.String(),
+			"state", st.SessionState.String(), "routes", n)
+	}
+}
+
+// learnGRLocked reads the GR capability the CPE sent.
+func (g *group) learnGRLocked(ctx context.Context, c *cpeState) {
+	c.grTime, c.grFamilies = 0, nil
+	err := g.s.ListPeer(ctx, &api.ListPeerRequest{Address: c.Overlay.String()}, func(p *api.Peer) {
+		if gr := p.GetGracefulRestart(); gr != nil && gr.PeerRestartTime > 0 {
+			c.grTime = time.Duration(gr.PeerRestartTime) * time.Second
+		}
+		for _, a := range p.AfiSafis {
+			if a.GetMpGracefulRestart().GetState().GetReceived() && a.GetState().GetFamily() != nil {
+				c.grFamilies = append(c.grFamilies, a.GetState().GetFamily())
+			}
+		}
+	})
+	if err != nil {
+		g.log.Warn("ListPeer failed", "id", c.ID, "err", err)
+	}
+	if len(c.grFamilies) == 0 {
+		c.grTime = 0
+	}
+}
+
+func (g *group) restartExpired(c *cpeState, gen uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c.gen != gen || g.closed {
+		return
+	}
+	g.log.Info("CPE did not return within its restart time, withdrawing its routes", "id", c.ID, "peer", c.Overlay.String())
+	ctx := context.Background()
+	for p := range c.routes {
+		g.withdrawLocked(ctx, c, p)
+	}
+}
+
+func (g *group) endOfRIBLocked(ctx context.Context, c *cpeState, f *api.Family) {
+	if f == nil || !c.established {
+		return
+	}
+	c.eor[f.Afi] = true
+	for _, gf := range c.grFamilies {
+		if !c.eor[gf.Afi] {
+			return
+		}
+	}
+	c.synced = true
+	g.sweepStaleLocked(ctx, c)
+	g.checkSyncLocked()
+}
+
+// sweepStaleLocked withdraws routes the CPE did not re-advertise after it
+// came back (RFC 4724 §4.2, the hub as helper).
+func (g *group) sweepStaleLocked(ctx context.Context, c *cpeState) {
+	for p, a := range c.routes {
+		if a.stale {
+			g.withdrawLocked(ctx, c, p)
+		}
+	}
+}
+
+func prefixOf(p *api.Path) (netip.Prefix, bool) {
+	n, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	var ip net.IP
+	var bits uint8
+	switch n := n.(type) {
+	case *bgp.IPAddrPrefix:
+		ip, bits = n.Prefix.To4(), n.Length
+	case *bgp.IPv6AddrPrefix:
+		ip, bits = n.Prefix.To16(), n.Length
+	default:
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	pfx, err := a.Prefix(int(bits))
+	return pfx, err == nil
+}
+
+// nextHopFor picks the NEXT_HOP the hub advertises for a CPE prefix: the
+// ESP endpoint when the family allows (so speakers without the Tunnel
+// Encapsulation attribute resolve it, RFC 5565), else the CPE's overlay
+// address.
+func nextHopFor(p netip.Prefix, c *CPE) netip.Addr {
+	ep := c.Endpoint.Addr()
+	if p.Addr().Is4() {
+		if ep.Is4() || !c.Overlay.Is4() {
+			return ep
+		}
+		return c.Overlay
+	}
+	if ep.Is4() {
+		return netip.AddrFrom16(ep.As16())
+	}
+	return ep
+}

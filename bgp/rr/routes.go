@@ -1,0 +1,171 @@
+package rr
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/mpsa-vpn/mpsa/bgp/tunnelencap"
+)
+
+// announceLocked validates one route a CPE announced and re-originates it
+// (or withdraws what the hub had for the prefix if it fails).
+func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
+	pfx, ok := prefixOf(p)
+	if !ok {
+		g.stats.badRoute.Add(1)
+		return
+	}
+	if !c.authorised(pfx) {
+		g.stats.foreignPrefix.Add(1)
+		if g.logs.allow() {
+			g.log.Warn("CPE route dropped: prefix not authorised", "id", c.ID, "peer", c.Overlay.String(),
+				"prefix", pfx.String(), "reason", "foreign prefix")
+		}
+		g.withdrawLocked(ctx, c, pfx)
+		return
+	}
+	attrs, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		g.stats.badRoute.Add(1)
+		g.withdrawLocked(ctx, c, pfx)
+		return
+	}
+	a := announced{origin: bgp.BGP_ORIGIN_ATTR_TYPE_IGP, localPref: 100}
+	var nh netip.Addr
+	var encap tunnelencap.Endpoint
+	hasEncap, badEncap := false, false
+	for _, at := range attrs {
+		switch at := at.(type) {
+		case *bgp.PathAttributeOrigin:
+			a.origin = at.Value
+		case *bgp.PathAttributeLocalPref:
+			a.localPref = at.Value
+		case *bgp.PathAttributeMultiExitDisc:
+			a.med, a.hasMED = at.Value, true
+		case *bgp.PathAttributeNextHop:
+			nh, _ = netip.AddrFromSlice(at.Value)
+		case *bgp.PathAttributeMpReachNLRI:
+			nh, _ = netip.AddrFromSlice(at.Nexthop)
+		case *bgp.PathAttributeTunnelEncap:
+			b, err := at.Serialize()
+			if err != nil {
+				badEncap = true
+				break
+			}
+			hdr := 3
+			if bgp.BGPAttrFlag(b[0])&bgp.BGP_ATTR_FLAG_EXTENDED_LENGTH != 0 {
+				hdr = 4
+			}
+			ep, found, err := tunnelencap.Decode(b[hdr:])
+			badEncap = err != nil
+			encap, hasEncap = ep, found
+		}
+	}
+	claimed := netip.AddrPortFrom(nh.Unmap(), 0)
+	if hasEncap {
+		claimed = tunnelencap.Resolve(encap, nh)
+	}
+	if badEncap || claimed != c.Endpoint {
+		if g.hub.cfg.Endpoint == EndpointReject {
+			g.stats.epReject.Add(1)
+			if g.logs.allow() {
+				g.log.Warn("CPE route dropped: endpoint is not the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
+					"prefix", pfx.String(), "endpoint", claimed.String(), "reason", "foreign endpoint")
+			}
+			g.withdrawLocked(ctx, c, pfx)
+			return
+		}
+		g.stats.epRewrite.Add(1)
+		if g.logs.allow() {
+			g.log.Info("CPE route endpoint rewritten to the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
+				"prefix", pfx.String(), "endpoint", c.Endpoint.String(), "reason", "advertised "+claimed.String())
+		}
+	}
+	a.endpoint = c.Endpoint
+	a.nextHop = nextHopFor(pfx, &c.CPE)
+	if old, ok := c.routes[pfx]; ok && old.same(a) {
+		// Re-advertised unchanged (after a CPE restart): only fresh again.
+		old.stale = false
+		c.routes[pfx] = old
+		return
+	}
+	g.originateLocked(ctx, c, pfx, a)
+}
+
+// codecPrefix converts a prefix for GoBGP's codec.
+func codecPrefix(p netip.Prefix) bgp.AddrPrefixInterface {
+	if p.Addr().Is4() {
+		return bgp.NewIPAddrPrefix(uint8(p.Bits()), p.Addr().String())
+	}
+	return bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())
+}
+
+// tunnelAttr is the Tunnel Encapsulation attribute for ep in GoBGP's types
+// (so `gobgp global rib` shows it decoded); its octets are exactly what
+// tunnelencap.AppendValue produces (a test checks).
+func tunnelAttr(ep netip.AddrPort) *bgp.PathAttributeTunnelEncap {
+	subs := []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(ep.Addr().String())}
+	if ep.Port() != 0 {
+		subs = append(subs, bgp.NewTunnelEncapSubTLVUDPDestPort(ep.Port()))
+	}
+	return bgp.NewPathAttributeTunnelEncap([]*bgp.TunnelEncapTLV{
+		bgp.NewTunnelEncapTLV(bgp.TunnelType(tunnelencap.TunnelType), subs)})
+}
+
+// originateLocked puts the hub's version of a CPE route into the RIB: the
+// CPE's ORIGIN, LOCAL_PREF and MED, the CPE's BGP Identifier as
+// ORIGINATOR_ID (so the CPE ignores its own route, RFC 4456 §8), the
+// endpoint the hub saw on the IKE SA, and the CPE's path identifier so
+// that two CPEs announcing one prefix stay two paths.
+func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Prefix, a announced) {
+	nlri := codecPrefix(pfx)
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(a.origin)}
+	if pfx.Addr().Is4() && a.nextHop.Is4() {
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(a.nextHop.String()))
+	} else {
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(a.nextHop.String(), []bgp.AddrPrefixInterface{nlri}))
+	}
+	attrs = append(attrs, bgp.NewPathAttributeLocalPref(a.localPref))
+	if a.hasMED {
+		attrs = append(attrs, bgp.NewPathAttributeMultiExitDisc(a.med))
+	}
+	if c.routerID.Is4() {
+		attrs = append(attrs, bgp.NewPathAttributeOriginatorId(c.routerID.String()))
+	}
+	attrs = append(attrs, tunnelAttr(a.endpoint))
+	p, err := apiutil.NewPath(nlri, false, attrs, time.Now())
+	if err != nil {
+		g.stats.badRoute.Add(1)
+		g.log.Warn("cannot build path", "id", c.ID, "prefix", pfx.String(), "err", err)
+		return
+	}
+	p.Identifier = c.pathID
+	if _, err := g.s.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
+		g.stats.badRoute.Add(1)
+		g.log.Warn("AddPath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
+		return
+	}
+	c.routes[pfx] = a
+	g.stats.accepted.Add(1)
+}
+
+// withdrawLocked removes the hub's path for a CPE prefix, if there is one.
+func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefix) {
+	if _, ok := c.routes[pfx]; !ok {
+		return
+	}
+	delete(c.routes, pfx)
+	p, err := apiutil.NewPath(codecPrefix(pfx), true, nil, time.Now())
+	if err != nil {
+		return
+	}
+	p.Identifier = c.pathID
+	if err := g.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
+		g.log.Warn("DeletePath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
+	}
+}
