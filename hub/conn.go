@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"time"
@@ -372,6 +373,13 @@ func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 	h.wg.Add(1)
 	h.mu.Unlock()
 	wn := ops.WireNotifies(ns)
+	var spi uint32
+	isPut := false
+	for _, n := range ns {
+		if n.Type == mpsa.NotifyPut && len(n.SPI) == 4 {
+			spi, isPut = binary.BigEndian.Uint32(n.SPI), true
+		}
+	}
 	go func() {
 		defer h.wg.Done()
 		start := time.Now()
@@ -382,7 +390,11 @@ func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 			h.metrics.putFailed()
 		}
 		done(err)
-		h.notifyChanged()
+		if err == nil && isPut {
+			h.notePutAck(spi)
+		} else {
+			h.notifyChanged()
+		}
 	}()
 }
 

@@ -84,7 +84,12 @@ type Hub struct {
 	nextTunnel routing.Tunnel
 	applied    appliedState
 	changed    chan struct{} // closed at the next change (Changed)
+	putAcks    map[uint32]int // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
+	putAckSPIs []uint32       // the SPIs of putAcks, oldest first
 }
+
+// maxPutAckSPIs bounds how many group SAs PutAcks remembers.
+const maxPutAckSPIs = 256
 
 // ikeConn is one socket given to the IKE engine.
 type ikeConn struct {
@@ -115,7 +120,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 		log: logger.With("component", "hub"), root: logger, opts: o, clock: o.clock,
 		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1), fatal: make(chan error, 1),
 		conns: map[*ike.SA]*cpeConn{}, byName: map[string][]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{},
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), putAcks: map[uint32]int{},
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -484,6 +489,42 @@ func (h *Hub) Changed() <-chan struct{} {
 	return h.changed
 }
 
+// PutAcks returns how many MPSA_PUT exchanges carrying the group SA with
+// this SPI the CPEs have acknowledged (retries that got no answer not
+// counted).
+func (h *Hub) PutAcks(spi uint32) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.putAcks[spi]
+}
+
+// PutAckCounts returns PutAcks for every group SPI the hub remembers.
+func (h *Hub) PutAckCounts() map[uint32]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[uint32]int, len(h.putAcks))
+	for k, v := range h.putAcks {
+		out[k] = v
+	}
+	return out
+}
+
+// notePutAck counts an acknowledged MPSA_PUT and announces the change.
+func (h *Hub) notePutAck(spi uint32) {
+	h.mu.Lock()
+	if _, ok := h.putAcks[spi]; !ok {
+		h.putAckSPIs = append(h.putAckSPIs, spi)
+		if len(h.putAckSPIs) > maxPutAckSPIs {
+			delete(h.putAcks, h.putAckSPIs[0])
+			h.putAckSPIs = h.putAckSPIs[1:]
+		}
+	}
+	h.putAcks[spi]++
+	close(h.changed)
+	h.changed = make(chan struct{})
+	h.mu.Unlock()
+}
+
 // notifyChanged closes the Changed channel.
 func (h *Hub) notifyChanged() {
 	h.mu.Lock()
@@ -497,3 +538,6 @@ func (h *Hub) Logger() *slog.Logger { return h.root }
 
 // Config returns the running configuration. Callers must not modify it.
 func (h *Hub) Config() *configs.Hub { return h.prov.Load().cfg }
+
+// IKE returns the hub's IKE engine (for benchmarks and diagnostics).
+func (h *Hub) IKE() *ike.Manager { return h.ike }
