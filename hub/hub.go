@@ -83,7 +83,7 @@ type Hub struct {
 	routeOwner map[netip.Prefix]*cpeConn
 	nextTunnel routing.Tunnel
 	applied    appliedState
-	changed    chan struct{} // closed at the next change (Changed)
+	changed    chan struct{}  // closed at the next change (Changed)
 	putAcks    map[uint32]int // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
 	putAckSPIs []uint32       // the SPIs of putAcks, oldest first
 }
