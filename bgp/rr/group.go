@@ -46,6 +46,7 @@ type group struct {
 	deferring bool   // restart deferral in progress
 	sync      *syncSession
 	closed    bool
+	changed   chan struct{} // closed and replaced whenever the state above changes
 }
 
 // cpeState is a registered CPE and the routes the hub re-originated for it.
@@ -88,6 +89,7 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 		cpes:      map[netip.Addr]*cpeState{},
 		byID:      map[string]*cpeState{},
 		deferring: gc.Restarting,
+		changed:   make(chan struct{}),
 	}
 	g.logs.n = h.cfg.LogRate
 	adapter := gobgplog.New(g.log, gblog.WarnLevel).WithHook(g.gobgpMessage)
@@ -282,6 +284,29 @@ func (g *group) snapshot() Stats {
 	return s
 }
 
+// bumpLocked wakes whoever waits for a change of the group's state.
+func (g *group) bumpLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// wait blocks until cond holds for the group's stats or ctx ends.
+func (g *group) wait(ctx context.Context, cond func(Stats) bool) error {
+	for {
+		g.mu.Lock()
+		ch := g.changed
+		g.mu.Unlock()
+		if cond(g.snapshot()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (g *group) synced() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -320,6 +345,7 @@ func (g *group) close() {
 func (g *group) cpeUp(ctx context.Context, c CPE) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer g.bumpLocked()
 	if g.closed {
 		return ErrClosed
 	}
@@ -352,6 +378,7 @@ func (g *group) cpeUp(ctx context.Context, c CPE) error {
 func (g *group) cpeDown(ctx context.Context, id, reason string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer g.bumpLocked()
 	if c, ok := g.byID[id]; ok {
 		g.removeLocked(ctx, c, reason)
 		g.checkSyncLocked()
@@ -406,6 +433,7 @@ func (g *group) onEvent(r *api.WatchEventResponse) {
 	if g.closed {
 		return
 	}
+	defer g.bumpLocked()
 	if pe := r.GetPeer(); pe != nil {
 		if pe.Type == api.WatchEventResponse_PeerEvent_STATE && pe.Peer != nil && pe.Peer.State != nil {
 			g.peerStateLocked(ctx, pe.Peer.State)
@@ -520,6 +548,7 @@ func (g *group) restartExpired(c *cpeState, gen uint64) {
 	if c.gen != gen || g.closed {
 		return
 	}
+	defer g.bumpLocked()
 	g.log.Info("CPE did not return within its restart time, withdrawing its routes", "id", c.ID, "peer", c.Overlay.String())
 	ctx := context.Background()
 	for p := range c.routes {

@@ -219,3 +219,14 @@ func leakCheck(t *testing.T) {
 }
 
 func addr(i int) string { return fmt.Sprintf("127.0.0.%d", i) }
+
+// waitStats waits until cond holds for a group's stats.
+func waitStats(t *testing.T, h *Hub, group string, cond func(Stats) bool) {
+	t.Helper()
+	h.mu.Lock()
+	g := h.groups[group]
+	h.mu.Unlock()
+	if err := g.wait(within(t, 20*time.Second), cond); err != nil {
+		t.Fatalf("group %s stats %+v", group, g.snapshot())
+	}
+}
