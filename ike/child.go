@@ -103,6 +103,7 @@ func (h *SA) addChild(c *child, keys suite.ChildSAKeys, initiator bool) {
 		c.rekeyAt = now.Add(h.m.jitter(h.m.cfg.ChildRekeyTime))
 	}
 	h.children = append(h.children, c)
+	h.changed()
 	in, out := keys.InOut(initiator)
 	ci := h.childInfoPtr(c)
 	ci.In, ci.Out = *in, *out
@@ -120,6 +121,7 @@ func (h *SA) removeChild(c *child, reason error) {
 		return
 	}
 	c.state = childDeleted
+	h.changed()
 	h.m.releaseChildSPI(c.inSPI)
 	for i, x := range h.children {
 		if x == c {

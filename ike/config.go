@@ -142,6 +142,11 @@ type Config struct {
 	// Events receives SA events in order, from one goroutine; it may
 	// block without stalling the engine (events queue up).
 	Events func(Event)
+	// KeyLog, when set, receives the keys of every IKE SA (first or
+	// rekeyed) as soon as they are derived, on the SA's goroutine, for a
+	// Wireshark ikev2_decryption_table (package ike/keylog). It must not
+	// keep k, which is wiped when the SA dies.
+	KeyLog func(spiI, spiR uint64, k *suite.IKEKeys)
 
 	// MOBIKE offers RFC 4555 (MOBIKE_SUPPORTED in IKE_AUTH).
 	MOBIKE bool

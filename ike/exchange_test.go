@@ -3,11 +3,19 @@ package ike
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/iketest"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 )
 
@@ -83,4 +91,61 @@ func TestEstablishIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	mirrored(t, a, b)
+}
+
+// TestKeyLog: the KeyLog hook sees the keys of the first and of a rekeyed
+// IKE SA on both sides, with the SPIs of each.
+func TestKeyLog(t *testing.T) {
+	type entry struct {
+		spiI, spiR uint64
+		skei       string
+	}
+	logs := map[string]chan entry{"cpe": make(chan entry, 4), "hub": make(chan entry, 4)}
+	hook := func(side string) func(uint64, uint64, *suite.IKEKeys) {
+		return func(i, r uint64, k *suite.IKEKeys) { logs[side] <- entry{i, r, string(k.SKei)} }
+	}
+	p := newPair(t, func(i, r *Config) { i.KeyLog, r.KeyLog = hook("cpe"), hook("hub") })
+	a, _ := p.establish(defaultConn())
+	for round := 0; round < 2; round++ {
+		ci, hi := <-logs["cpe"], <-logs["hub"]
+		info := a.Info()
+		if ci != hi || ci.spiI != info.SPIi || ci.spiR != info.SPIr || len(ci.skei) == 0 {
+			t.Fatalf("round %d: cpe %x/%x, hub %x/%x, SA %x/%x", round, ci.spiI, ci.spiR, hi.spiI, hi.spiR, info.SPIi, info.SPIr)
+		}
+		if round == 0 {
+			done := async(func() error { return a.RekeyIKE(ctx(t)) })
+			p.expect(wire.CreateChildSA, false)
+			p.expect(wire.CreateChildSA, true)
+			p.expect(wire.Informational, false)
+			p.expect(wire.Informational, true)
+			if err := wait(t, done); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestPSKPeerOfCertificateResponder: a hub that has a certificate for some
+// CPEs authenticates with the PSK to a CPE whose lookup entry holds only a
+// PSK.
+func TestPSKPeerOfCertificateResponder(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hub.example.net"},
+		DNSNames: []string{"hub.example.net"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	p := newPair(t, func(i, r *Config) {
+		r.Local = auth.Local{ID: hubID, Signer: key, Certs: []*x509.Certificate{cert}}
+	})
+	a, _ := p.establish(defaultConn())
+	if a.Info().State != StateEstablished {
+		t.Fatal("not established")
+	}
 }

@@ -188,6 +188,9 @@ func (sa *ikeSA) setKeys(k *suite.IKEKeys) error {
 		return err
 	}
 	sa.keys, sa.out, sa.in = k, out, in
+	if f := sa.h.m.cfg.KeyLog; f != nil {
+		f(sa.spiI, sa.spiR, k)
+	}
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 )
 
@@ -45,7 +46,10 @@ type Manager struct {
 	handles  map[*SA]struct{}
 	// childSPIs are the inbound ESP SPIs in use or being negotiated.
 	childSPIs map[uint32]struct{}
-	closed    bool
+	// byID indexes handles by the authenticated peer identity, for
+	// INITIAL_CONTACT.
+	byID   map[string]map[*SA]struct{}
+	closed bool
 }
 
 type managedConn struct {
@@ -319,7 +323,62 @@ func (m *Manager) newHandle(name string, initiator bool) (*SA, error) {
 func (m *Manager) removeHandle(h *SA) {
 	m.mu.Lock()
 	delete(m.handles, h)
+	if h.idKey != "" {
+		if set := m.byID[h.idKey]; set != nil {
+			delete(set, h)
+			if len(set) == 0 {
+				delete(m.byID, h.idKey)
+			}
+		}
+	}
 	m.mu.Unlock()
+}
+
+// idKey is the index key of an identity: its type and data, FQDNs and
+// e-mail addresses in lower case as auth.ID.Equal compares them.
+func idKey(id auth.ID) string {
+	d := id.Data()
+	if id.Type == auth.IDFQDN || id.Type == auth.IDRFC822 {
+		d = bytes.ToLower(d)
+	}
+	return string(rune(id.Type)) + string(d)
+}
+
+// setPeerID records the authenticated peer identity of h and indexes it.
+// Executor of h only.
+func (h *SA) setPeerID(id auth.ID) {
+	h.peerID = id
+	h.changed()
+	key := idKey(id)
+	m := h.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, live := m.handles[h]; !live {
+		return
+	}
+	if m.byID == nil {
+		m.byID = make(map[string]map[*SA]struct{})
+	}
+	set := m.byID[key]
+	if set == nil {
+		set = make(map[*SA]struct{}, 1)
+		m.byID[key] = set
+	}
+	set[h] = struct{}{}
+	h.idKey = key
+}
+
+// sameIdentity returns the other handles whose peer authenticated as id.
+func (m *Manager) sameIdentity(h *SA, id auth.ID) []*SA {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*SA
+	for o := range m.byID[idKey(id)] {
+		if o != h {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // newIKESA creates an IKE SA of h with our SPI and registers it.

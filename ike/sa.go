@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/ike/auth"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 )
 
@@ -158,6 +159,9 @@ type SA struct {
 	timerAt       time.Time
 	timerGen      uint64
 	dying         bool
+	idKey         string // key in Manager.byID; written under Manager.mu
+	gen           uint64
+	pubKey        *pubKey
 	waiters       []chan error
 }
 
@@ -301,8 +305,34 @@ func (h *SA) snapshot() SAInfo {
 	return info
 }
 
+// pubKey fingerprints what a snapshot shows, so publish can skip the copy
+// when nothing visible changed (it runs after every work item).
+type pubKey struct {
+	cur                            *ikeSA
+	state                          State
+	spiR                           uint64
+	suite                          suite.Suite
+	local, remote                  netip.AddrPort
+	natt, natL, natR, mobike, frag bool
+	established                    time.Time
+	gen                            uint64
+}
+
+// changed marks a change publish cannot see in pubKey (CHILD_SAs, peer
+// identity, VIPs, vendor IDs, notifies).
+func (h *SA) changed() { h.gen++ }
+
 // publish refreshes the snapshot Info returns.
 func (h *SA) publish() {
+	k := pubKey{cur: h.cur, local: h.local, remote: h.remote, natt: h.natt, natL: h.natLocal, natR: h.natRemote,
+		mobike: h.mobike, frag: h.fragmentation, established: h.established, gen: h.gen}
+	if h.cur != nil {
+		k.state, k.spiR, k.suite = h.cur.state, h.cur.spiR, h.cur.suite
+	}
+	if h.pubKey != nil && *h.pubKey == k {
+		return
+	}
+	h.pubKey = &k
 	info := h.snapshot()
 	h.infoMu.Lock()
 	h.info = info

@@ -39,13 +39,14 @@ func (t *ikeAuthTask) build(sa *ikeSA) ([]wire.Payload, error) {
 		}
 		t.peer = p
 	}
+	cred := h.credFor(t.peer)
 	octets := auth.SignedOctets(sa.keys.PRF, sa.keys.SKpi, d.reqRaw, d.nr, h.localID)
-	method, data, err := h.localCred.Authenticate(sa.keys.PRF, octets, t.peer, h.peerHashes, m.rand)
+	method, data, err := cred.Authenticate(sa.keys.PRF, octets, t.peer, h.peerHashes, m.rand)
 	if err != nil {
 		return nil, fmt.Errorf("ike: our AUTH: %w", err)
 	}
 	ps := []wire.Payload{idPayload(h.localID, false)}
-	for _, der := range h.localCred.CertPayloads() {
+	for _, der := range cred.CertPayloads() {
 		ps = append(ps, &wire.Cert{Encoding: wire.CertX509Signature, Data: der})
 	}
 	if t.peer != nil && t.peer.CAs != nil {
@@ -98,6 +99,18 @@ func (t *ikeAuthTask) build(sa *ikeSA) ([]wire.Payload, error) {
 			&wire.TS{Responder: true, Selectors: t.tsr})
 	}
 	return ps, nil
+}
+
+// credFor returns how we authenticate to peer: with its pre-shared key when
+// it authenticates with one only (no CA pool), even if we also hold a
+// certificate for other peers, as strongSwan chooses the local method per
+// connection; otherwise with Config.Local.
+func (h *SA) credFor(peer *auth.Peer) *auth.Local {
+	c := h.localCred
+	if peer != nil && peer.PSK != nil && peer.CAs == nil && c.Signer != nil {
+		return &auth.Local{ID: c.ID, PSK: peer.PSK}
+	}
+	return c
 }
 
 // initiatorTS returns the TSi and TSr an initiator proposes.
@@ -185,7 +198,8 @@ func (t *ikeAuthTask) process(sa *ikeSA, in *inMsg) error {
 		sa.sendOneShot(wire.Informational, []wire.Payload{&wire.Notify{NotifyType: wire.NotifyAuthenticationFailed}})
 		return fmt.Errorf("%w: %v", ErrAuthFailed, err)
 	}
-	h.peerID, h.peer = id, peer
+	h.setPeerID(id)
+	h.peer = peer
 	h.mobike = m.cfg.MOBIKE && wire.FindNotify(ps, wire.NotifyMOBIKESupported) != nil
 	h.authNotifies = statusNotifies(ps)
 	if cp, ok := wire.Find(ps, wire.PayloadCP).(*wire.CP); ok && cp.CfgType == wire.CfgReply {
@@ -345,18 +359,20 @@ func (sa *ikeSA) respondAuth(in *inMsg) ([]wire.Payload, func()) {
 	}
 	var method auth.Method
 	var data []byte
+	cred := h.credFor(peer)
 	if err == nil {
 		octets := auth.SignedOctets(sa.keys.PRF, sa.keys.SKpr, d.respRaw, d.ni, h.localID)
-		method, data, err = h.localCred.Authenticate(sa.keys.PRF, octets, peer, h.peerHashes, m.rand)
+		method, data, err = cred.Authenticate(sa.keys.PRF, octets, peer, h.peerHashes, m.rand)
 	}
 	if err != nil {
 		m.stats.authFailures.Add(1)
 		sa.log.Warn("initiator authentication failed", "id", id, "peer", in.pkt.src, "reason", "AUTHENTICATION_FAILED", "err", err)
 		return []wire.Payload{&wire.Notify{NotifyType: wire.NotifyAuthenticationFailed}}, func() { h.die(fmt.Errorf("%w: %v", ErrAuthFailed, err)) }
 	}
+	h.setPeerID(id)
 	h.notePath(in.pkt, false)
 	resp := []wire.Payload{idPayload(h.localID, true)}
-	for _, der := range h.localCred.CertPayloads() {
+	for _, der := range cred.CertPayloads() {
 		resp = append(resp, &wire.Cert{Encoding: wire.CertX509Signature, Data: der})
 	}
 	resp = append(resp, &wire.Auth{Method: wire.AuthMethod(method), Data: data})
@@ -365,6 +381,7 @@ func (sa *ikeSA) respondAuth(in *inMsg) ([]wire.Payload, func()) {
 		resp = append(resp, &wire.Notify{NotifyType: wire.NotifyMOBIKESupported})
 	}
 	h.authNotifies = statusNotifies(ps)
+	h.changed()
 	if f := m.cfg.Policy.AuthNotifies; f != nil {
 		for _, n := range f(h.peerInfo(), h.authNotifies) {
 			resp = append(resp, n)
@@ -417,6 +434,7 @@ func (sa *ikeSA) respondFirstChild(ps []wire.Payload) ([]wire.Payload, *child, s
 				return refuse(wire.NotifyInternalAddressFailure, errString(err))
 			}
 			h.vips = vips
+			h.changed()
 			reply := &wire.CP{CfgType: wire.CfgReply}
 			for _, v := range vips {
 				reply.Attrs = append(reply.Attrs, wire.AddrAttr(v))
@@ -482,17 +500,16 @@ func (h *SA) narrow(tsi, tsr []wire.Selector) (ni, nr []wire.Selector) {
 }
 
 // initialContact drops every other IKE SA of the peer's identity (RFC 7296
-// §2.4): the peer has restarted and forgotten them.
+// §2.4): the peer has restarted and forgotten them. Handles are indexed by
+// identity, so this costs nothing when there are none.
 func (m *Manager) initialContact(h *SA) {
-	for _, o := range m.Handles() {
-		if o == h {
-			continue
-		}
-		if i := o.Info(); i.State != StateDead && !i.RemoteID.IsZero() && i.RemoteID.Equal(h.peerID) {
-			o.run(func() {
-				o.log.Info("IKE SA replaced", "id", h.peerID, "reason", "INITIAL_CONTACT")
+	id := h.peerID
+	for _, o := range m.sameIdentity(h, id) {
+		o.run(func() {
+			if o.peerID.Equal(id) {
+				o.log.Info("IKE SA replaced", "id", id, "reason", "INITIAL_CONTACT")
 				o.die(ErrReplaced)
-			})
-		}
+			}
+		})
 	}
 }

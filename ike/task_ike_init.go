@@ -174,6 +174,7 @@ func (t *ikeInitTask) abort(sa *ikeSA, err error) {
 
 // learnInit takes what the peer announced in IKE_SA_INIT.
 func (h *SA) learnInit(ps []wire.Payload) {
+	h.changed()
 	h.fragmentation = h.m.cfg.Fragmentation && wire.FindNotify(ps, wire.NotifyIKEv2FragmentationSupported) != nil
 	if n := wire.FindNotify(ps, wire.NotifySignatureHashAlgorithms); n != nil {
 		h.peerHashes, _ = auth.ParseHashAlgorithms(n.Data)
