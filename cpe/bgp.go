@@ -1,0 +1,229 @@
+package cpe
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"slices"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
+	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/routing"
+)
+
+// bgpRun is the running speaker; routineMain starts and replaces it, Run
+// stops it.
+type bgpRun struct {
+	sp       *speaker.Speaker
+	routerID netip.Addr
+	asn      uint32
+	endpoint netip.AddrPort
+	prefixes []netip.Prefix
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// fibSink lets the speaker feed the FIB.
+type fibSink struct{ *routing.FIB }
+
+func (s fibSink) WithdrawPeer(p netip.Addr) { s.FIB.WithdrawPeer(p) }
+
+// routerID is the configured BGP identifier, else our IPv4 overlay address,
+// else one derived from the identity.
+func routerID(cfg *configs.CPE, vip4 netip.Addr) netip.Addr {
+	if cfg.BGP.RouterID.IsValid() {
+		return cfg.BGP.RouterID
+	}
+	if vip4.Is4() {
+		return vip4
+	}
+	h := fnv.New32a()
+	h.Write([]byte(cfg.Identity.String()))
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], h.Sum32())
+	if b[0] == 0 {
+		b[0] = 1
+	}
+	return netip.AddrFrom4(b)
+}
+
+// ensureBGP starts the speaker once the router ID is known (configured, or
+// after the first IKE SA gave us an overlay address), restarts it when the
+// router ID or AS number changes, and hands it endpoint and prefix changes.
+func (c *CPE) ensureBGP(ctx context.Context, cfg *configs.CPE, endpoint netip.AddrPort) {
+	c.mu.Lock()
+	reset := c.bgpReset
+	c.bgpReset = false
+	var vip4 netip.Addr
+	if info, ok := c.infos[c.sa]; ok {
+		for _, p := range info.VIPs {
+			if p.Addr().Is4() {
+				vip4 = p.Addr()
+				break
+			}
+		}
+	}
+	c.mu.Unlock()
+	if !vip4.IsValid() && c.installed.vip.Is4() {
+		vip4 = c.installed.vip
+	}
+	if c.bgp == nil && !cfg.BGP.RouterID.IsValid() && !c.installed.vip.IsValid() {
+		return // not connected yet: the router ID may be our overlay address
+	}
+	rid := routerID(cfg, vip4)
+	if c.bgp != nil && (reset || c.bgp.routerID != rid || c.bgp.asn != cfg.BGP.ASN) {
+		c.log.Info("restarting the BGP speaker", "reason", "router ID or AS changed")
+		c.stopBGP()
+	}
+	if c.bgp == nil {
+		if ctx.Err() != nil {
+			return
+		}
+		c.startBGP(ctx, cfg, rid, endpoint)
+		return
+	}
+	if endpoint.IsValid() && endpoint != c.bgp.endpoint {
+		c.log.Info("advertising a new ESP endpoint", "endpoint", endpoint.String())
+		c.bgp.sp.SetEndpoint(endpoint)
+		c.bgp.endpoint = endpoint
+	}
+	if !slices.Equal(cfg.LAN.Prefixes, c.bgp.prefixes) {
+		c.log.Info("advertising new LAN prefixes", "reason", prefixesString(cfg.LAN.Prefixes))
+		c.bgp.sp.SetPrefixes(cfg.LAN.Prefixes)
+		c.bgp.prefixes = slices.Clone(cfg.LAN.Prefixes)
+	}
+}
+
+func (c *CPE) startBGP(ctx context.Context, cfg *configs.CPE, rid netip.Addr, endpoint netip.AddrPort) {
+	scfg := speaker.Config{
+		ASN:      cfg.BGP.ASN,
+		RouterID: rid,
+		Dial:     c.dialHub,
+		Prefixes: slices.Clone(cfg.LAN.Prefixes),
+		Endpoint: endpoint,
+		Sink:     fibSink{c.fib},
+		Tunnel:   GroupTunnel,
+		OnState:  func(speaker.State) { c.notify() },
+		Logger:   c.base,
+	}
+	if c.o.bgp != nil {
+		c.o.bgp(&scfg)
+	}
+	sp, err := speaker.New(scfg)
+	if err != nil {
+		c.log.Error("cannot start the BGP speaker", "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &bgpRun{sp: sp, routerID: rid, asn: cfg.BGP.ASN, endpoint: endpoint, prefixes: slices.Clone(cfg.LAN.Prefixes),
+		cancel: cancel, done: make(chan struct{})}
+	c.bgp = r
+	c.log.Info("BGP speaker started", "reason", "router ID "+rid.String(), "endpoint", endpoint.String())
+	go func() {
+		defer close(r.done)
+		if err := sp.Run(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("BGP speaker stopped", "err", err)
+		}
+	}()
+}
+
+// stopBGP stops the speaker and waits for it; its routes leave the FIB.
+func (c *CPE) stopBGP() {
+	r := c.bgp
+	if r == nil {
+		return
+	}
+	c.bgp = nil
+	r.cancel()
+	<-r.done
+}
+
+// restartBGP asks routineMain to start the speaker again.
+func (c *CPE) restartBGP() {
+	c.mu.Lock()
+	c.bgpReset = true
+	c.mu.Unlock()
+	c.kick()
+}
+
+// dialHub is the speaker's transport: TCP from our overlay address to the
+// hub's, port 179, inside the CHILD_SA. It waits until that path exists.
+// The connection is closed when the path goes away (see setTunnel).
+func (c *CPE) dialHub(ctx context.Context) (net.Conn, error) {
+	var t tunnel
+	for {
+		c.mu.Lock()
+		t = c.tunnel
+		ch := c.notifyCh
+		c.mu.Unlock()
+		if t.up {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	d := net.Dialer{
+		Timeout:   DefaultDialTimeout,
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(t.vip, 0)),
+	}
+	if t.bind != "" {
+		// Bound to the tunnel device, the connection can never leave in
+		// clear through another interface.
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), t.bind) })
+			return errors.Join(err, serr)
+		}
+	}
+	var conn net.Conn
+	err := c.inNetns(func() error {
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(t.hub, configs.DefaultBGPPort).String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tunnel.gen != t.gen {
+		conn.Close()
+		return nil, errors.New("cpe: the path to the hub changed while connecting")
+	}
+	tc := &trackedConn{Conn: conn, c: c}
+	c.bgpConns[tc] = struct{}{}
+	return tc, nil
+}
+
+// trackedConn leaves the CPE's set of BGP connections when closed.
+type trackedConn struct {
+	net.Conn
+	c *CPE
+}
+
+func (t *trackedConn) Close() error {
+	t.c.mu.Lock()
+	delete(t.c.bgpConns, t)
+	t.c.mu.Unlock()
+	return t.Conn.Close()
+}
+
+func prefixesString(ps []netip.Prefix) string {
+	b := make([]byte, 0, 20*len(ps))
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = p.AppendTo(b)
+	}
+	return string(b)
+}

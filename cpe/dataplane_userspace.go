@@ -1,0 +1,55 @@
+//go:build !mpsa_omit_userspace
+
+package cpe
+
+import (
+	"context"
+
+	"github.com/mpsa-vpn/mpsa/dataplane/userspace"
+)
+
+// newUserspace starts the userspace backend: a TUN device named and sized
+// as configured, ESP-in-UDP on port 4500 (shared with IKE) and, unless the
+// configuration wants UDP only, raw ESP sockets. Without the privilege for
+// raw sockets it falls back to UDP.
+func newUserspace(env DataplaneEnv) (*Dataplane, error) {
+	cfg := env.Config
+	open := func(raw bool) (*userspace.Backend, error) {
+		var b *userspace.Backend
+		err := env.InNetns(func() error {
+			var err error
+			b, err = userspace.New(userspace.Config{
+				FIB:     env.FIB,
+				TUNName: cfg.Dataplane.TUN.Name,
+				MTU:     cfg.Dataplane.TUN.MTU,
+				RawESP:  raw,
+				Logger:  env.Logger,
+			})
+			return err
+		})
+		return b, err
+	}
+	raw := rawESPFor(cfg)
+	b, err := open(raw)
+	if err != nil && raw {
+		env.Logger.Warn("data plane: no raw ESP sockets, ESP goes in UDP", "err", err)
+		raw = false
+		b, err = open(false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Dataplane{
+		Backend:    b,
+		Name:       "userspace",
+		IKEConn:    b.IKEConn(),
+		Interface:  b.TUNName(),
+		BindDevice: b.TUNName(),
+		RawESP:     raw,
+		Run: func(ctx context.Context) error {
+			sub := env.FIB.Subscribe()
+			defer sub.Close()
+			return b.FollowRoutes(ctx, sub)
+		},
+	}, nil
+}

@@ -1,0 +1,327 @@
+package cpe
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
+	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/dataplane"
+	"github.com/mpsa-vpn/mpsa/dataplane/memory"
+	"github.com/mpsa-vpn/mpsa/ike"
+	"github.com/mpsa-vpn/mpsa/internal/ops"
+	"github.com/mpsa-vpn/mpsa/mpsa"
+)
+
+// loopbackCPE is a CPE on 127.0.0.1 with an in-memory data plane: IKE and
+// MPSA run over real sockets, no packet moves through the tunnel (so there
+// is no BGP), and nothing needs root.
+type loopbackCPE struct {
+	*CPE
+	mem *memory.Backend
+}
+
+func newLoopbackCPE(t *testing.T, cfg *configs.CPE, hubNATT uint16, opts ...Option) *loopbackCPE {
+	t.Helper()
+	l := &loopbackCPE{mem: memory.New()}
+	factory := func(env DataplaneEnv) (*Dataplane, error) {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		return &Dataplane{Backend: &closingBackend{Backend: l.mem, pc: pc}, Name: "memory", IKEConn: pc}, nil
+	}
+	opts = append([]Option{
+		WithDataplane(factory),
+		WithoutSysctl(),
+		WithIKEConfig(func(c *ike.Config) {
+			c.NATTPort = hubNATT
+			c.DPDInterval = time.Second
+			c.RetransmitTimeout = 200 * time.Millisecond
+		}),
+		// No packet reaches the hub's BGP port: the speaker waits.
+		WithBGPConfig(func(c *speaker.Config) {
+			c.Dial = func(ctx context.Context) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }
+		}),
+	}, opts...)
+	c, err := New(cfg, testLogger(t, cfg.Identity.String()), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.CPE = c
+	return l
+}
+
+// closingBackend closes the stand-in NAT-T socket with the data plane.
+type closingBackend struct {
+	*memory.Backend
+	pc net.PacketConn
+}
+
+func (b *closingBackend) Close() error {
+	b.pc.Close()
+	return b.Backend.Close()
+}
+
+var _ dataplane.Backend = (*closingBackend)(nil)
+
+// loopbackHub is a test hub on 127.0.0.1 with an in-memory data plane.
+func loopbackHub(t *testing.T, ike, natt uint16, ks *mpsa.KeyServer, ids ...string) *testHub {
+	psk := map[string][]byte{}
+	for _, id := range ids {
+		psk[id] = testPSK(id)
+	}
+	return newTestHub(t, hubOptions{outer: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ike)},
+		natt: natt, overlay: netip.MustParseAddr("100.64.0.1"), psk: psk, ks: ks, memory: true})
+}
+
+// TestLoopback: the CPE connects to the hub, gets its overlay address,
+// installs the CHILD_SA and the group SA from MPSA_PUT with the CHILD_SA in
+// one State, routes the hub's overlay address through the CHILD_SA, serves
+// its status; then follows the hub going away and coming back.
+func TestLoopback(t *testing.T) {
+	leakCheck(t)
+	const id = "fqdn:cpe1.example.net"
+	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
+	hub := loopbackHub(t, ikePort, nattPort, nil, id)
+	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	c := newLoopbackCPE(t, cfg, nattPort)
+	runCPE(t, c.CPE)
+
+	st := waitStatus(t, c.CPE, 20*time.Second, "tunnel and group SA", func(s *Status) bool {
+		return s.Tunnel.Up && len(s.Group.SAs) == 1
+	})
+	if st.Tunnel.Overlay != netip.MustParseAddr("100.64.0.2") || st.Tunnel.HubOverlay != netip.MustParseAddr("100.64.0.1") {
+		t.Errorf("overlay %v, hub overlay %v; want 100.64.0.2 and 100.64.0.1 (from the narrowed TSr)", st.Tunnel.Overlay, st.Tunnel.HubOverlay)
+	}
+	if len(st.IKE) != 1 || st.IKE[0].State != "ESTABLISHED" || len(st.IKE[0].Children) != 1 || !st.IKE[0].MOBIKE {
+		t.Fatalf("IKE status %+v", st.IKE)
+	}
+
+	// One State: the group SA both ways on the group tunnel, the CHILD_SA
+	// in and out on the hub tunnel.
+	snap, err := c.mem.Wait(within(t, 10*time.Second), func(s memory.Snapshot) bool {
+		_, g := c.mem.Outbound(GroupTunnel)
+		_, h := c.mem.Outbound(HubTunnel)
+		return g && h
+	})
+	if err != nil {
+		t.Fatalf("data plane: %v\n%s", err, c.mem.Text())
+	}
+	_ = snap
+	group, _ := c.mem.Outbound(GroupTunnel)
+	gs := hub.ks.Status()
+	if len(gs) != 1 || len(gs[0].Epochs) != 1 || group.Keys.SPI != gs[0].Epochs[0].SPI || group.Dir != dataplane.Both {
+		t.Errorf("group SA %v dir %v; the hub's epochs %+v", group.Keys, group.Dir, gs)
+	}
+	childOut, _ := c.mem.Outbound(HubTunnel)
+	ch := st.IKE[0].Children[0]
+	if ops.SPI32(childOut.Keys.SPI) != ch.OutSPI || !childOut.Peer.IsValid() {
+		t.Errorf("CHILD_SA out %v peer %v; IKE says out SPI %s", childOut.Keys, childOut.Peer, ch.OutSPI)
+	}
+	last := c.mem.Calls()[len(c.mem.Calls())-1]
+	if last.Gen != c.mem.Gen() {
+		t.Errorf("last Set call gen %d, installed gen %d", last.Gen, c.mem.Gen())
+	}
+
+	// The route to the hub's overlay address goes through the CHILD_SA to
+	// the hub's NAT-T port.
+	nh, ok := c.FIB().Lookup(netip.MustParseAddr("100.64.0.1"))
+	if !ok || nh.Tunnel != HubTunnel || nh.Endpoint != netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), nattPort) {
+		t.Errorf("hub route: %+v %v", nh, ok)
+	}
+
+	// The status socket answers every view.
+	for _, view := range []string{"overview", "sas", "mpsa", "bgp", "routes"} {
+		resp, err := ops.Query(within(t, 5*time.Second), cfg.Status.Socket, ops.Request{Command: view})
+		if err != nil {
+			t.Fatalf("status %s: %v", view, err)
+		}
+		t.Logf("status %s:\n%s", view, resp.Text)
+	}
+	resp, _ := ops.Query(within(t, 5*time.Second), cfg.Status.Socket, ops.Request{Command: "sas"})
+	if want := "hub: ESTABLISHED, IKEv2, " + st.IKE[0].SPIi; !contains(resp.Text, want) {
+		t.Errorf("status sas lacks %q:\n%s", want, resp.Text)
+	}
+	resp, _ = ops.Query(within(t, 5*time.Second), cfg.Status.Socket, ops.Request{Command: "mpsa"})
+	if want := ops.SPI32(group.Keys.SPI) + " in+out"; !contains(resp.Text, want) {
+		t.Errorf("status mpsa lacks %q:\n%s", want, resp.Text)
+	}
+	resp, _ = ops.Query(within(t, 5*time.Second), cfg.Status.Socket, ops.Request{Command: "routes"})
+	if want := "100.64.0.1/32"; !contains(resp.Text, want) {
+		t.Errorf("status routes lacks %q:\n%s", want, resp.Text)
+	}
+
+	// The hub goes away without a word: DPD notices, the CHILD_SA and its
+	// route go, the group SA stays (CPE-to-CPE traffic does not need the
+	// hub).
+	groupSPI := group.Keys.SPI
+	hub.stop()
+	waitStatus(t, c.CPE, 30*time.Second, "hub loss noticed", func(s *Status) bool { return !s.Tunnel.Up && s.Phase != "established" })
+	if _, err := c.mem.Wait(within(t, 10*time.Second), func(memory.Snapshot) bool {
+		_, h := c.mem.Outbound(HubTunnel)
+		g, ok := c.mem.Outbound(GroupTunnel)
+		return !h && ok && g.Keys.SPI == groupSPI
+	}); err != nil {
+		t.Fatalf("after the hub left: %v\n%s", err, c.mem.Text())
+	}
+	if _, ok := c.FIB().Lookup(netip.MustParseAddr("100.64.0.1")); ok {
+		t.Error("the hub route outlived the CHILD_SA")
+	}
+
+	// The hub comes back (same group state): the CPE reconnects and gets
+	// the same group SA again, which leaves its data plane's group SA be.
+	hub2 := loopbackHub(t, ikePort, nattPort, hub.ks, id)
+	st = waitStatus(t, c.CPE, 30*time.Second, "reconnected", func(s *Status) bool {
+		return s.Tunnel.Up && s.Group.Refreshed >= 1
+	})
+	if len(st.Group.SAs) != 1 || st.Group.SAs[0].SPI != ops.SPI32(groupSPI) {
+		t.Errorf("group SAs after reconnect: %+v", st.Group.SAs)
+	}
+	hub2.mu.Lock()
+	ups := hub2.ups
+	hub2.mu.Unlock()
+	if ups != 1 {
+		t.Errorf("new hub saw %d IKE SAs, want 1", ups)
+	}
+}
+
+// TestLoopbackRollover: the group SA rolls over as the hub's ROLL1 and
+// ROLL2 say, each step driven by the member's deadline.
+func TestLoopbackRollover(t *testing.T) {
+	leakCheck(t)
+	const id = "fqdn:cpe1.example.net"
+	ks, err := mpsa.NewKeyServer(mpsa.KeyServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.AddGroup(mpsa.GroupConfig{Name: "acme", Lifetime: 12 * time.Second, RekeyMargin: 8 * time.Second,
+		Roll1: 2 * time.Second, Roll2: 4 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Provision(id, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
+	loopbackHub(t, ikePort, nattPort, ks, id)
+	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	c := newLoopbackCPE(t, cfg, nattPort)
+	runCPE(t, c.CPE)
+
+	var phases []string
+	_, err = c.Wait(within(t, 40*time.Second), func(s *Status) bool {
+		if n := len(phases); n == 0 || phases[n-1] != s.Group.Phase {
+			phases = append(phases, s.Group.Phase)
+		}
+		return s.Group.Accepted >= 3
+	})
+	if err != nil {
+		t.Fatalf("rollovers: %v; phases seen %v", err, phases)
+	}
+	// steady → roll1 (new SA inbound) → roll2 (new SA outbound, old inbound) → steady.
+	want := []string{"steady", "roll1", "roll2", "steady"}
+	if !containsSeq(phases, want) {
+		t.Errorf("phases %v, want the sequence %v", phases, want)
+	}
+	// Every Set the data plane saw was a valid State (memory validates).
+	for _, call := range c.mem.Calls() {
+		if call.Err != nil {
+			t.Errorf("Set refused: %v\n%s", call.Err, call.Text)
+		}
+	}
+}
+
+// TestLoopbackReload: a reload re-advertises LAN prefixes, reconnects when
+// the hubs change, keeps running on settings that need a restart.
+func TestLoopbackReload(t *testing.T) {
+	leakCheck(t)
+	const id = "fqdn:cpe1.example.net"
+	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
+	hub := loopbackHub(t, ikePort, nattPort, nil, id)
+	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	c := newLoopbackCPE(t, cfg, nattPort)
+	runCPE(t, c.CPE)
+	waitStatus(t, c.CPE, 20*time.Second, "connected", func(s *Status) bool { return s.Tunnel.Up && s.BGP.Running })
+
+	// New LAN prefixes: the speaker advertises them.
+	cfg2 := *cfg
+	cfg2.LAN.Prefixes = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("10.9.0.0/16")}
+	if err := c.Reload(&cfg2, configs.DiffCPE(cfg, &cfg2)); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c.CPE, 10*time.Second, "new prefixes", func(s *Status) bool { return slices.Equal(s.BGP.Prefixes, cfg2.LAN.Prefixes) })
+
+	// A changed hub list reconnects (the same hub, listed twice over).
+	cfg3 := cfg2
+	cfg3.Hubs = append([]netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)},
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), ikePort))
+	if err := c.Reload(&cfg3, configs.DiffCPE(&cfg2, &cfg3)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Wait(within(t, 20*time.Second), func(s *Status) bool {
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		return hub.ups >= 2 && s.Tunnel.Up
+	})
+	if err != nil {
+		t.Fatalf("no reconnect after the hubs changed: %v", err)
+	}
+
+	// A new data plane backend needs a restart: reported, the rest applied.
+	cfg4 := cfg3
+	cfg4.Dataplane.Backend = configs.BackendXFRM
+	if err := c.Reload(&cfg4, configs.DiffCPE(&cfg3, &cfg4)); err == nil {
+		t.Error("Reload accepted a backend change without a restart")
+	}
+	if c.Config() != &cfg4 {
+		t.Error("the reloaded configuration is not the running one")
+	}
+	// A configuration that does not validate is refused and changes nothing.
+	bad := cfg4
+	bad.Hubs = nil
+	if err := c.Reload(&bad, configs.DiffCPE(&cfg4, &bad)); err == nil {
+		t.Error("Reload accepted a configuration without hubs")
+	}
+	if c.Config() != &cfg4 {
+		t.Error("a bad configuration replaced the running one")
+	}
+}
+
+// TestLoopbackWrongPSK: a hub that refuses the CPE makes it back off and
+// retry, with the reason in its status; nothing is installed.
+func TestLoopbackWrongPSK(t *testing.T) {
+	leakCheck(t)
+	const id = "fqdn:cpe1.example.net"
+	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
+	loopbackHub(t, ikePort, nattPort, nil, id)
+	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	cfg.Credentials.PSK = configs.NewSecret([]byte("not the psk the hub has for us"))
+	c := newLoopbackCPE(t, cfg, nattPort)
+	runCPE(t, c.CPE)
+	st := waitStatus(t, c.CPE, 20*time.Second, "refused", func(s *Status) bool {
+		return s.Phase == "waiting" && s.LastError != "" && c.counters.connectFailures.Load() >= 2
+	})
+	if st.Tunnel.Up || len(st.Group.SAs) != 0 || c.mem.Text() != "" {
+		t.Errorf("refused CPE has state: %+v\n%s", st, c.mem.Text())
+	}
+	t.Logf("last error: %s", st.LastError)
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// containsSeq reports whether want appears in order (not necessarily
+// adjacent) in got.
+func containsSeq(got, want []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}

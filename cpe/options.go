@@ -1,0 +1,72 @@
+package cpe
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
+	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/ike"
+	"github.com/mpsa-vpn/mpsa/routing"
+)
+
+// Option configures New. Options inject what tests and the lab replace:
+// the network namespace, the data plane, time, randomness and engine knobs.
+type Option func(*options)
+
+type options struct {
+	netns     string
+	dataplane DataplaneFactory
+	clock     ike.Clock
+	rand      io.Reader
+	ike       func(*ike.Config)
+	bgp       func(*speaker.Config)
+	noSysctl  bool
+}
+
+// DataplaneEnv is what a DataplaneFactory gets to build a data plane.
+type DataplaneEnv struct {
+	// FIB is the routing table the CPE shares between the data plane and
+	// the BGP speaker; the backend asks it where packets go.
+	FIB *routing.FIB
+	// Config is the CPE's configuration when Run starts.
+	Config *configs.CPE
+	// Logger has component=cpe; backends add their own component.
+	Logger *slog.Logger
+	// Netns is the namespace given with WithNetns ("" for the caller's).
+	Netns string
+	// InNetns runs f in the CPE's network namespace (WithNetns), for
+	// factories that open sockets or devices.
+	InNetns func(f func() error) error
+}
+
+// DataplaneFactory builds the CPE's data plane when Run starts.
+type DataplaneFactory func(DataplaneEnv) (*Dataplane, error)
+
+// WithNetns runs the CPE in a network namespace: a name under /run/netns
+// or a path such as /proc/PID/ns/net. Every socket, device and netlink
+// handle the CPE opens is opened there, so several CPEs can run in one
+// process. Empty means the caller's namespace.
+func WithNetns(name string) Option { return func(o *options) { o.netns = name } }
+
+// WithDataplane replaces the data plane the configuration selects, for
+// tests (dataplane/memory) and special deployments.
+func WithDataplane(f DataplaneFactory) Option { return func(o *options) { o.dataplane = f } }
+
+// WithClock sets the clock of the IKE engine and of the group SA rollover.
+func WithClock(c ike.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithRand sets the source of randomness for IKE (SPIs, nonces, DH keys).
+func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
+
+// WithIKEConfig lets the caller adjust the IKE engine's configuration after
+// the CPE filled it in (retransmission and DPD timers in tests).
+func WithIKEConfig(f func(*ike.Config)) Option { return func(o *options) { o.ike = f } }
+
+// WithBGPConfig lets the caller adjust the speaker's configuration after
+// the CPE filled it in (hold and restart times in tests).
+func WithBGPConfig(f func(*speaker.Config)) Option { return func(o *options) { o.bgp = f } }
+
+// WithoutSysctl leaves IP forwarding as it is (tests that run without
+// root, where /proc/sys cannot be written).
+func WithoutSysctl() Option { return func(o *options) { o.noSysctl = true } }
