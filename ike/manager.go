@@ -384,7 +384,7 @@ func (m *Manager) sameIdentity(h *SA, id auth.ID) []*SA {
 // newIKESA creates an IKE SA of h with our SPI and registers it.
 func (h *SA) newIKESA(initiator bool, spiI, spiR uint64) *ikeSA {
 	sa := &ikeSA{h: h, initiator: initiator, spiI: spiI, spiR: spiR, state: StateConnecting}
-	sa.log = h.m.log.With("ike_spi_i", fmt.Sprintf("%016x", spiI), "ike_spi_r", fmt.Sprintf("%016x", spiR))
+	sa.log = h.m.log.With("ike_spi_i", hexSPI(spiI), "ike_spi_r", hexSPI(spiR))
 	h.log = sa.log
 	h.m.mu.Lock()
 	h.m.sas[sa.ourSPI()] = sa
@@ -392,9 +392,16 @@ func (h *SA) newIKESA(initiator bool, spiI, spiR uint64) *ikeSA {
 	return sa
 }
 
+// hexSPI logs an IKE SPI as 16 hex digits, formatted only when a record
+// is actually written.
+type hexSPI uint64
+
+// LogValue implements slog.LogValuer.
+func (s hexSPI) LogValue() slog.Value { return slog.StringValue(fmt.Sprintf("%016x", uint64(s))) }
+
 // relog refreshes the SA's logger once both SPIs are known.
 func (sa *ikeSA) relog() {
-	sa.log = sa.h.m.log.With("ike_spi_i", fmt.Sprintf("%016x", sa.spiI), "ike_spi_r", fmt.Sprintf("%016x", sa.spiR))
+	sa.log = sa.h.m.log.With("ike_spi_i", hexSPI(sa.spiI), "ike_spi_r", hexSPI(sa.spiR))
 	if sa.h.cur == sa {
 		sa.h.log = sa.log
 	}
