@@ -109,7 +109,7 @@ RCPUS="" ICPUS=""
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # run-queue wait of all threads of a process, ns (/proc/PID/task/*/schedstat field 2): time the
 # process was runnable but other processes had the CPU (the machine is shared)
-sched_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$2} END{printf "%d\n", s}'; }
+sched_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$2} END{printf "%.0f\n", s}'; }
 nthreads() { awk '/^Threads/{print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
 TCK=$(getconf CLK_TCK)
 
