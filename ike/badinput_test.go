@@ -189,3 +189,41 @@ func recordExchange(tb testing.TB) ([][]byte, []byte) {
 	step(func() error { return r.sa.Close(context.Background()) })
 	return out, spis
 }
+
+// TestUnsupportedCriticalPayload: an authenticated request carrying an
+// unknown payload with the critical bit gets UNSUPPORTED_CRITICAL_PAYLOAD
+// with the payload type; an unknown non-critical one is ignored.
+func TestUnsupportedCriticalPayload(t *testing.T) {
+	p := newPair(t, nil)
+	a, _ := p.establish(defaultConn())
+	send := func(critical bool) *wire.Message {
+		var raw []byte
+		err := a.call(ctx(t), func() error {
+			sa := a.cur
+			h := sa.header(wire.Informational, sa.nextReqID, false)
+			sa.nextReqID++
+			var err error
+			raw, err = wire.EncodeEncrypted(&h, []wire.Payload{&wire.Unknown{PType: 222, Critical: critical, Body: []byte{1, 2}}}, sa.out)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.net.Deliver(iketest.Datagram{Src: netip.AddrPortFrom(cpeAddr, 500), Dst: netip.AddrPortFrom(hubAddr, 500), Data: raw})
+		p.settle()
+		m := decodeDatagram(t, p.next())
+		if !m.IsResponse() || m.Exchange != wire.Informational {
+			t.Fatalf("%v", m)
+		}
+		return m
+	}
+	send(true)
+	hub := p.r.m.Handles()[0]
+	if n := p.r.m.lastResponseNotify(t, hub); n != wire.NotifyUnsupportedCriticalPayload {
+		t.Fatalf("answered %v", n)
+	}
+	send(false)
+	if n := p.r.m.lastResponseNotify(t, hub); n != 0 {
+		t.Fatalf("answered %v to a non-critical unknown payload", n)
+	}
+}
