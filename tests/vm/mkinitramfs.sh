@@ -27,7 +27,8 @@ done
 [ -n "$KVER" ] || KVER=$("$HERE/kver.sh")
 [ -d "/lib/modules/$KVER/kernel" ] || { echo "mkinitramfs: no modules for kernel '$KVER'" >&2; exit 1; }
 BUSYBOX=/bin/busybox
-"$BUSYBOX" --list 2>/dev/null | grep -qx ip && ! ldd "$BUSYBOX" >/dev/null 2>&1 || {
+# (grep without -q: an early exit would kill busybox with SIGPIPE and fail the pipeline)
+"$BUSYBOX" --list 2>/dev/null | grep -x ip >/dev/null && ! ldd "$BUSYBOX" >/dev/null 2>&1 || {
   echo "mkinitramfs: $BUSYBOX is not Debian's static busybox (busybox-static)" >&2; exit 1; }
 
 MODS="xfrm_user xfrm_algo xfrm_interface esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel
