@@ -47,10 +47,10 @@
 //   - the hub then adds its own path for the route (AddPath): the CPE's
 //     ORIGIN, LOCAL_PREF and MED, ORIGINATOR_ID = the CPE's BGP Identifier,
 //     NEXT_HOP = the endpoint address, a Tunnel Encapsulation attribute with
-//     the endpoint the hub saw, and a path identifier per CPE so two CPEs of
-//     one site announcing the same prefix remain two paths. GoBGP reflects it
-//     to every client with CLUSTER_LIST; the CPE that announced it ignores
-//     it (its own ORIGINATOR_ID, RFC 4456 §8).
+//     the endpoint the hub saw, a path identifier per CPE so two CPEs of one
+//     site announcing the same prefix remain two paths, and the CPE's BGP
+//     Identifier as the path's source, so GoBGP reflects it (with
+//     CLUSTER_LIST) to every client except the CPE that announced it.
 //
 // This costs the hub O(routes received) work, against the O(routes × CPEs)
 // of reflection itself, and nothing else in GoBGP changes.

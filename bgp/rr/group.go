@@ -73,6 +73,7 @@ type announced struct {
 	localPref uint32
 	med       uint32
 	hasMED    bool
+	src       netip.Addr // the path's source ID in GoBGP (the CPE's BGP Identifier)
 	stale     bool
 }
 

@@ -88,6 +88,7 @@ func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
 	}
 	a.endpoint = c.Endpoint
 	a.nextHop = nextHopFor(pfx, &c.CPE)
+	a.src = c.routerID
 	if old, ok := c.routes[pfx]; ok && old.same(a) {
 		// Re-advertised unchanged (after a CPE restart): only fresh again.
 		old.stale = false
@@ -119,10 +120,13 @@ func tunnelAttr(ep netip.AddrPort) *bgp.PathAttributeTunnelEncap {
 
 // originateLocked puts the hub's version of a CPE route into the RIB: the
 // CPE's ORIGIN, LOCAL_PREF and MED, the CPE's BGP Identifier as
-// ORIGINATOR_ID (so the CPE ignores its own route, RFC 4456 §8), the
+// ORIGINATOR_ID (as a reflected route would have, RFC 4456), the
 // endpoint the hub saw on the IKE SA, and the CPE's path identifier so
 // that two CPEs announcing one prefix stay two paths.
 func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Prefix, a announced) {
+	if old, ok := c.routes[pfx]; ok && old.src != a.src {
+		g.withdrawLocked(ctx, c, pfx) // a new source ID does not replace the old path
+	}
 	nlri := codecPrefix(pfx)
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(a.origin)}
 	if pfx.Addr().Is4() && a.nextHop.Is4() {
@@ -145,6 +149,12 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 		return
 	}
 	p.Identifier = c.pathID
+	// The CPE's BGP Identifier as the path's source: GoBGP then never sends
+	// the path back to that CPE (filterPathFromSourcePeer compares router
+	// IDs), as it would not reflect a route to its originator. FRR resets
+	// the session when its own route comes back with its own address as
+	// NEXT_HOP.
+	setSource(p, g.hub.cfg.ASN, a.src)
 	if _, err := g.s.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
 		g.stats.badRoute.Add(1)
 		g.log.Warn("AddPath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
@@ -156,7 +166,8 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 
 // withdrawLocked removes the hub's path for a CPE prefix, if there is one.
 func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefix) {
-	if _, ok := c.routes[pfx]; !ok {
+	a, ok := c.routes[pfx]
+	if !ok {
 		return
 	}
 	delete(c.routes, pfx)
@@ -165,7 +176,16 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 		return
 	}
 	p.Identifier = c.pathID
+	setSource(p, g.hub.cfg.ASN, a.src) // a withdrawal only matches a path of the same source
 	if err := g.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
 		g.log.Warn("DeletePath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
+	}
+}
+
+// setSource makes a CPE's BGP Identifier the source of a path the hub
+// adds.
+func setSource(p *api.Path, asn uint32, id netip.Addr) {
+	if id.IsValid() {
+		p.SourceAsn, p.SourceId = asn, id.String()
 	}
 }
