@@ -87,8 +87,10 @@ type PeerInfo struct {
 }
 
 // Policy holds the hooks through which the daemons steer the engine. Every
-// hook runs on the goroutine that owns the IKE SA, so it must return quickly;
-// a nil hook has the documented default.
+// hook runs on the goroutine that owns the IKE SA, so it must return quickly
+// and must not call blocking methods of that SA (SendInformational, Close,
+// Rekey*: they wait for the same goroutine; start them in a new goroutine
+// instead); a nil hook has the documented default.
 type Policy struct {
 	// AssignAddresses answers a CP(CFG_REQUEST) on the responder:
 	// requested holds the addresses asked for (unspecified ones mean
