@@ -271,8 +271,8 @@ func (h *Hub) ikeDown(ev ike.Event) {
 	h.log.Info("CPE disconnected", "id", c.name, "group", c.group, "peer", c.remote, "reason", reason, "state", "DISCONNECTED")
 	h.applyNow()
 	if len(others) == 0 {
-		if h.rr != nil {
-			h.rr.CPEDown(c.name)
+		if c.joined {
+			h.reflectorDown(c.name)
 		}
 	} else {
 		h.reflectorUp(c.name)

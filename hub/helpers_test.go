@@ -164,7 +164,14 @@ type testHub struct {
 	once sync.Once
 }
 
+// startHub runs a hub without its route reflector (see startHubBGP).
 func startHub(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
+	t.Helper()
+	return startHubBGP(t, cfg, append([]Option{WithoutBGP()}, opts...)...)
+}
+
+// startHubBGP runs a hub with whatever opts say about BGP.
+func startHubBGP(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
 	t.Helper()
 	checkConfig(t, cfg)
 	th := &testHub{t: t, cfg: cfg, dp: memory.New(), logs: &logBuffer{}, done: make(chan error, 1)}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mpsa-vpn/mpsa/bgp/rr"
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/ike"
@@ -58,7 +59,7 @@ type Hub struct {
 	ks       *mpsa.KeyServer
 	store    *mpsa.Store
 	pools    *pools
-	rr       Reflector // nil without BGP
+	rr       *rr.Hub // nil without BGP
 	status   *ops.StatusServer
 	metrics  *metrics
 	keylog   *keylog.Writer
@@ -83,6 +84,7 @@ type Hub struct {
 	routeOwner map[netip.Prefix]*cpeConn
 	nextTunnel routing.Tunnel
 	applied    appliedState
+	rrGroups   map[string]rr.GroupConfig // the route reflector's groups, by name
 	changed    chan struct{}  // closed at the next change (Changed)
 	putAcks    map[uint32]int // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
 	putAckSPIs []uint32       // the SPIs of putAcks, oldest first
@@ -120,7 +122,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 		log: logger.With("component", "hub"), root: logger, opts: o, clock: o.clock,
 		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1), fatal: make(chan error, 1),
 		conns: map[*ike.SA]*cpeConn{}, byName: map[string][]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{},
-		changed: make(chan struct{}), putAcks: map[uint32]int{},
+		changed: make(chan struct{}), putAcks: map[uint32]int{}, rrGroups: map[string]rr.GroupConfig{},
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -167,9 +169,9 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 	if err := h.openIKE(cfg, prov); err != nil {
 		return nil, err
 	}
-	if o.reflector != nil {
-		if h.rr, err = o.reflector(h.reflectorContext(cfg)); err != nil {
-			return nil, fmt.Errorf("hub: route reflector: %w", err)
+	if !o.noBGP {
+		if err := h.startReflector(cfg); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Status.Socket != "" && !o.noStatus {
@@ -359,9 +361,6 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.ike.AddConn(c.c, c.natt)
 	}
 	h.applyNow()
-	if h.rr != nil {
-		h.rr.Start(h.ctx)
-	}
 	var err error
 	select {
 	case <-ctx.Done():

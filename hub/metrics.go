@@ -120,16 +120,18 @@ var (
 	descDPPackets    = prometheus.NewDesc(ns+"_dataplane_packets_total", "Data plane packets by direction.", []string{"dir"}, nil)
 	descDPBytes      = prometheus.NewDesc(ns+"_dataplane_bytes_total", "Data plane bytes by direction.", []string{"dir"}, nil)
 	descDPDrops      = prometheus.NewDesc(ns+"_dataplane_dropped_total", "Data plane packets dropped, by reason.", []string{"reason"}, nil)
-	descBGPPeers     = prometheus.NewDesc(ns+"_bgp_peers", "BGP sessions by state.", []string{"state"}, nil)
-	descBGPRoutes    = prometheus.NewDesc(ns+"_bgp_routes", "Routes in the route reflector's RIBs, per group.", []string{"group"}, nil)
+	descBGPPeers     = prometheus.NewDesc(ns+"_bgp_sessions", "Established CPE BGP sessions, per group.", []string{"group"}, nil)
+	descBGPRoutes    = prometheus.NewDesc(ns+"_bgp_routes", "CPE routes the route reflector reflects, per group.", []string{"group"}, nil)
+	descBGPFiltered  = prometheus.NewDesc(ns+"_bgp_filtered_total", "CPE route announcements dropped or rewritten, by reason.", []string{"group", "reason"}, nil)
+	descBGPRefused   = prometheus.NewDesc(ns+"_bgp_refused_sessions_total", "BGP connections refused: not from a live CPE's overlay address.", []string{"group"}, nil)
 	descFIBPrefixes  = prometheus.NewDesc(ns+"_overlay_routes", "Overlay routes of the hub (one per connected CPE address).", nil, nil)
 	descDataplaneErr = prometheus.NewDesc(ns+"_dataplane_set_error", "1 when the data plane refused the last state.", nil, nil)
 )
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIKESAs, descIKEDrops, descIKEPackets, descIKEAuthFail, descCPEs, descEpoch,
-		descOnCurrent, descAckMax, descDPPackets, descDPBytes, descDPDrops, descBGPPeers, descBGPRoutes, descFIBPrefixes,
-		descDataplaneErr} {
+		descOnCurrent, descAckMax, descDPPackets, descDPBytes, descDPDrops, descBGPPeers, descBGPRoutes, descBGPFiltered,
+		descBGPRefused, descFIBPrefixes, descDataplaneErr} {
 		ch <- d
 	}
 }
@@ -202,23 +204,15 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Unlock()
 	gauge(descDataplaneErr, map[bool]float64{true: 1, false: 0}[setErr])
 	if h.rr != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := h.rr.Status(ctx)
-		cancel()
-		if err == nil {
-			states := map[string]int{}
-			for _, p := range st.Peers {
-				states[p.State]++
-			}
-			for s, n := range states {
-				gauge(descBGPPeers, float64(n), s)
-			}
-			routes := map[string]int{}
-			for _, r := range st.Routes {
-				routes[r.Group]++
-			}
-			for g, n := range routes {
-				gauge(descBGPRoutes, float64(n), g)
+		if v, err := h.BGP(context.Background()); err == nil {
+			for _, g := range v.Groups {
+				gauge(descBGPPeers, float64(g.Sessions), g.Name)
+				gauge(descBGPRoutes, float64(g.Routes), g.Name)
+				for reason, n := range map[string]uint64{"foreign_prefix": g.ForeignPrefix, "endpoint_rewritten": g.EndpointRewrite,
+					"endpoint_refused": g.EndpointReject, "unusable": g.BadRoute} {
+					counter(descBGPFiltered, n, g.Name, reason)
+				}
+				counter(descBGPRefused, g.RefusedSessions, g.Name)
 			}
 		}
 	}

@@ -31,7 +31,9 @@ type options struct {
 	rand            io.Reader
 	ports           *[2]uint16
 	ikeConfig       func(*ike.Config)
-	reflector       ReflectorFactory
+	noBGP           bool
+	bgpPort         uint16
+	grpc            *netip.AddrPort
 	noStatus        bool
 	noMetrics       bool
 	retryMin        time.Duration
@@ -68,8 +70,16 @@ func WithIKEPorts(port, natt uint16) Option {
 // built (retransmission and DPD timings in tests).
 func WithIKEConfig(f func(*ike.Config)) Option { return func(o *options) { o.ikeConfig = f } }
 
-// WithReflector sets the route reflector; nil runs the hub without BGP.
-func WithReflector(f ReflectorFactory) Option { return func(o *options) { o.reflector = f } }
+// WithoutBGP runs the hub without its route reflector (benchmarks of the
+// key server, tests of IKE alone).
+func WithoutBGP() Option { return func(o *options) { o.noBGP = true } }
+
+// WithBGPPort makes the route reflector listen on port instead of 179, so
+// unprivileged tests can run it on loopback.
+func WithBGPPort(port uint16) Option { return func(o *options) { o.bgpPort = port } }
+
+// WithGRPC overrides bgp.grpc_listen; the zero AddrPort serves no gRPC.
+func WithGRPC(a netip.AddrPort) Option { return func(o *options) { o.grpc = &a } }
 
 // WithoutStatusSocket and WithoutMetrics leave out the status socket and the
 // metrics listener whatever the configuration says (tests that run many
@@ -88,7 +98,3 @@ func WithMPSARetry(min, max time.Duration) Option {
 // WithShutdownTimeout bounds how long Close waits for CPEs to acknowledge
 // the deletes of their IKE SAs.
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
-
-// WithDefaultReflector runs the BGP route reflector the configuration
-// describes (package bgp), as mpsa-hub does.
-func WithDefaultReflector() Option { return func(o *options) { o.reflector = defaultReflector } }

@@ -26,10 +26,13 @@ var leaseBucket = []byte("leases")
 // maxLeaseRecord bounds a stored record (a group name and two addresses).
 const maxLeaseRecord = 512
 
-// leaseRecord is a CPE's stored lease.
+// leaseRecord is a CPE's stored lease, and whether the CPE was connected
+// (Live) with which ESP endpoint, for the route reflector after a restart.
 type leaseRecord struct {
-	Group string       `json:"group"`
-	Addrs []netip.Addr `json:"addrs"`
+	Group    string         `json:"group"`
+	Addrs    []netip.Addr   `json:"addrs"`
+	Endpoint netip.AddrPort `json:"endpoint,omitzero"`
+	Live     bool           `json:"live,omitempty"`
 }
 
 // pools hands out overlay addresses (IKEv2 CP, RFC 7296 §3.15) from each
@@ -38,12 +41,16 @@ type leaseRecord struct {
 // its group. Pinned addresses (configs.HubCPE.Overlay) are reserved for their
 // CPE whether it is connected or not. Safe for concurrent use.
 type pools struct {
-	db  *bolt.DB // nil keeps leases in memory only
-	log *slog.Logger
+	db   *bolt.DB // nil keeps leases in memory only
+	log  *slog.Logger
+	wake chan struct{}
+	done chan struct{} // closed when routineWrite ends
 
 	mu     sync.Mutex // guards the following
 	groups map[string]*groupPool
 	leases map[string]*lease // by CPE name
+	dirty  map[string]bool   // live flags routineWrite has to store
+	closed bool
 }
 
 type groupPool struct {
@@ -54,8 +61,14 @@ type groupPool struct {
 }
 
 type lease struct {
-	group string
-	addrs []netip.Addr
+	group    string
+	addrs    []netip.Addr
+	endpoint netip.AddrPort
+	live     bool
+}
+
+func (l *lease) record() leaseRecord {
+	return leaseRecord{Group: l.group, Addrs: append([]netip.Addr(nil), l.addrs...), Endpoint: l.endpoint, Live: l.live}
 }
 
 func family(a netip.Addr) int {
@@ -68,8 +81,10 @@ func family(a netip.Addr) int {
 // openPools opens (creating, mode 0600) the lease store at path; "" keeps
 // leases in memory.
 func openPools(path string, log *slog.Logger) (*pools, error) {
-	p := &pools{log: log, groups: map[string]*groupPool{}, leases: map[string]*lease{}}
+	p := &pools{log: log, groups: map[string]*groupPool{}, leases: map[string]*lease{}, dirty: map[string]bool{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if path == "" {
+		close(p.done)
 		return p, nil
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
@@ -91,7 +106,7 @@ func openPools(path string, log *slog.Logger) (*pools, error) {
 				log.Warn("stored overlay lease dropped", "id", string(k), "reason", "malformed record", "err", err)
 				return nil
 			}
-			p.leases[string(k)] = &lease{group: rec.Group, addrs: rec.Addrs}
+			p.leases[string(k)] = &lease{group: rec.Group, addrs: rec.Addrs, endpoint: rec.Endpoint, live: rec.Live}
 			return nil
 		})
 	})
@@ -100,6 +115,7 @@ func openPools(path string, log *slog.Logger) (*pools, error) {
 		return nil, fmt.Errorf("hub: lease store %s: %w", path, err)
 	}
 	p.db = db
+	go p.routineWrite()
 	return p, nil
 }
 
@@ -119,14 +135,94 @@ func decodeLease(v []byte) (leaseRecord, error) {
 			return rec, errors.New("invalid address")
 		}
 	}
+	if rec.Endpoint.IsValid() && rec.Endpoint.Addr().Zone() != "" {
+		return rec, errors.New("invalid endpoint")
+	}
+	if rec.Live && !rec.Endpoint.IsValid() {
+		return rec, errors.New("live without an endpoint")
+	}
 	return rec, nil
 }
 
+// close stores what is pending and closes the store.
 func (p *pools) close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	<-p.done
 	if p.db == nil {
 		return nil
 	}
 	return p.db.Close()
+}
+
+// markLive records whether a CPE is connected, and with which ESP
+// endpoint; routineWrite stores it.
+func (p *pools) markLive(name string, ep netip.AddrPort, live bool) {
+	p.mu.Lock()
+	l := p.leases[name]
+	if l == nil || (l.live == live && (!live || l.endpoint == ep)) {
+		p.mu.Unlock()
+		return
+	}
+	l.live = live
+	if live {
+		l.endpoint = ep
+	}
+	p.dirty[name] = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// live returns the leases of CPEs that were connected (in this run, or
+// when the last run ended).
+func (p *pools) live() map[string]lease {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]lease{}
+	for name, l := range p.leases {
+		if l.live && l.endpoint.IsValid() {
+			out[name] = lease{group: l.group, addrs: append([]netip.Addr(nil), l.addrs...), endpoint: l.endpoint, live: true}
+		}
+	}
+	return out
+}
+
+// routineWrite stores the live flags markLive changed, many per
+// transaction, until close.
+func (p *pools) routineWrite() {
+	defer close(p.done)
+	for {
+		<-p.wake
+		p.mu.Lock()
+		put := map[string]*lease{}
+		for name := range p.dirty {
+			if l := p.leases[name]; l != nil {
+				c := *l
+				put[name] = &c
+			}
+		}
+		clear(p.dirty)
+		closed := p.closed
+		p.mu.Unlock()
+		if len(put) > 0 {
+			p.write(put, nil)
+		}
+		if closed {
+			return
+		}
+	}
 }
 
 // sync adopts a (new) provisioning: the pools of its groups, its pinned
@@ -184,6 +280,7 @@ func (p *pools) sync(cfg *configs.Hub, cpes map[string]*configs.HubCPE) {
 		if l == nil {
 			l = &lease{group: old.group}
 		}
+		l.endpoint, l.live = old.endpoint, old.live
 		for _, a := range old.addrs {
 			fam := family(a)
 			pf := gp.prefixes[fam]
@@ -216,7 +313,7 @@ func (p *pools) sync(cfg *configs.Hub, cpes map[string]*configs.HubCPE) {
 		}
 	}
 	p.leases = leases
-	p.writeLocked(put, drop)
+	p.write(put, drop)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -240,8 +337,9 @@ func slicesEqual(a, b []netip.Addr) bool {
 	return true
 }
 
-// writeLocked stores put and deletes drop in one transaction.
-func (p *pools) writeLocked(put map[string]*lease, drop []string) {
+// write stores put and deletes drop in one transaction. It does not need
+// p.mu: the records are the caller's copies.
+func (p *pools) write(put map[string]*lease, drop []string) {
 	if p.db == nil || len(put)+len(drop) == 0 {
 		return
 	}
@@ -253,7 +351,7 @@ func (p *pools) writeLocked(put map[string]*lease, drop []string) {
 			}
 		}
 		for n, l := range put {
-			v, err := json.Marshal(leaseRecord{Group: l.group, Addrs: l.addrs})
+			v, err := json.Marshal(l.record())
 			if err != nil {
 				return err
 			}
@@ -328,7 +426,7 @@ func (p *pools) assign(name, group string, fams []int) ([]netip.Addr, error) {
 		changed = true
 	}
 	p.leases[name] = l
-	rec := leaseRecord{Group: l.group, Addrs: append([]netip.Addr(nil), l.addrs...)}
+	rec := l.record()
 	store := changed && p.db != nil
 	p.mu.Unlock()
 	if len(out) == 0 {

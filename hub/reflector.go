@@ -2,131 +2,232 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
+	"github.com/mpsa-vpn/mpsa/bgp/rr"
 	"github.com/mpsa-vpn/mpsa/configs"
 )
 
-// Reflector is the BGP route reflector as the hub drives it (package bgp's
-// hub side implements it). The hub tells it which CPEs are connected, with
-// the overlay address their iBGP session comes from, the ESP endpoint the hub
-// enforces for their routes and the prefixes they may advertise; the
-// reflector withdraws a CPE's routes when it goes down.
-type Reflector interface {
-	// Start runs the reflector until ctx ends or Close.
-	Start(ctx context.Context)
-	// Provision hands over the groups and CPEs (on start and every reload).
-	Provision(p ReflectorProvisioning) error
-	// CPEUp reports a connected CPE, or new facts about one (address
-	// change, reload).
-	CPEUp(c ReflectorCPE) error
-	// CPEDown reports that the CPE has no IKE SA any more.
-	CPEDown(name string)
-	// Status returns the views `mpsa-hub status bgp` and the BGP part of
-	// `status routes` show.
-	Status(ctx context.Context) (ReflectorStatus, error)
-	Close() error
+// The BGP route reflector is package bgp/rr: one GoBGP instance per group,
+// listening on the hub's overlay addresses of the group (port 179), which
+// accepts a session only from a connected CPE's overlay address and
+// re-originates the CPE routes it validated (authorised prefix, ESP endpoint
+// = the outer address the hub sees on the CPE's IKE SA). The hub tells it
+// which CPEs are up.
+//
+// gRPC: bgp.grpc_listen serves the first group's GoBGP API; the n-th group
+// (in configuration order) gets the port n-1 above it. `mpsa-hub status bgp`
+// lists them, for `gobgp -p PORT neighbor`.
+
+// startReflector builds the route reflector and its groups. Groups that
+// had CPEs connected when the hub stopped (the lease store says which)
+// start as restarting speakers (RFC 4724) and get those CPEs registered at
+// once, so that the CPEs keep the routes they hold and the hub sends its
+// table only when all of them are back, or after the deferral time.
+func (h *Hub) startReflector(cfg *configs.Hub) error {
+	r, err := rr.New(rr.Config{ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID, ClusterID: cfg.BGP.ClusterID, Logger: h.root})
+	if err != nil {
+		return fmt.Errorf("hub: route reflector: %w", err)
+	}
+	h.rr = r
+	live := h.pools.live()
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		restarting := false
+		for _, l := range live {
+			restarting = restarting || l.group == g.Name
+		}
+		if err := h.addReflectorGroup(cfg, i, restarting); err != nil {
+			return err
+		}
+	}
+	var expected []string
+	for name, l := range live {
+		c := h.prov.Load().cpes[name]
+		if c == nil || c.Group != l.group {
+			continue
+		}
+		rc := rr.CPE{ID: name, Group: l.group, Overlay: overlayOf(l.addrs), Endpoint: l.endpoint, Prefixes: c.Prefixes}
+		if err := h.rr.CPEUp(h.ctx, rc); err != nil {
+			h.log.Warn("CPE of the last run not registered with the route reflector", "id", name, "group", l.group, "err", err)
+			continue
+		}
+		expected = append(expected, name)
+	}
+	if len(expected) > 0 {
+		h.log.Info("route reflector restarting: waiting for the CPEs of the last run", "reason", fmt.Sprintf("%d CPEs", len(expected)))
+		h.mu.Lock()
+		h.wg.Add(1)
+		h.mu.Unlock()
+		go h.routineRestartSweep(expected)
+	}
+	return nil
 }
 
-// ReflectorFactory builds the reflector when the hub starts.
-type ReflectorFactory func(ReflectorContext) (Reflector, error)
-
-// ReflectorContext is what a reflector is built from.
-type ReflectorContext struct {
-	Config       *configs.Hub
-	Provisioning ReflectorProvisioning
+// routineRestartSweep withdraws, after the restart deferral (plus the time
+// a CPE needs to reconnect), the CPEs of the last run that did not come
+// back: their routes, kept by the other CPEs across the restart, go.
+func (h *Hub) routineRestartSweep(names []string) {
+	defer h.wg.Done()
+	wake := make(chan struct{})
+	stop := h.clock.AfterFunc(rr.DefaultDeferralTime+rr.DefaultHoldTime/3, func() { close(wake) })
+	defer stop()
+	select {
+	case <-h.ctx.Done():
+		return
+	case <-wake:
+	}
+	for _, name := range names {
+		h.mu.Lock()
+		back := len(h.byName[name]) > 0
+		h.mu.Unlock()
+		if back {
+			continue
+		}
+		h.log.Info("CPE of the last run did not come back, withdrawing its routes", "id", name, "reason", "restart sweep")
+		if err := h.rr.CPEDown(h.ctx, name); err != nil && !errors.Is(err, rr.ErrNoCPE) {
+			h.log.Debug("route reflector", "id", name, "err", err)
+		}
+		h.pools.markLive(name, netip.AddrPort{}, false)
+	}
 }
 
-// ReflectorProvisioning is the BGP view of the configuration.
-type ReflectorProvisioning struct {
-	Groups []ReflectorGroup
-	CPEs   []ReflectorCPE // every provisioned CPE; Overlay and Endpoint unset
+// reflectorGroup is a configured group as the route reflector takes it.
+func (h *Hub) reflectorGroup(cfg *configs.Hub, i int, restarting bool) rr.GroupConfig {
+	g := &cfg.Groups[i]
+	gc := rr.GroupConfig{Name: g.Name, Restarting: restarting}
+	port := uint16(rr.DefaultBGPPort)
+	if h.opts.bgpPort != 0 {
+		port = h.opts.bgpPort
+	}
+	for _, a := range g.Pool.HubAddrs() {
+		gc.Listen = append(gc.Listen, netip.AddrPortFrom(a, port))
+	}
+	grpc := cfg.BGP.GRPCListen
+	if h.opts.grpc != nil {
+		grpc = *h.opts.grpc
+	}
+	if grpc.IsValid() {
+		gc.GRPC = netip.AddrPortFrom(grpc.Addr(), grpc.Port()+uint16(i)).String()
+	}
+	for _, p := range cfg.BGP.Peers {
+		if p.Group == g.Name {
+			gc.Peers = append(gc.Peers, rr.PeerConfig{Address: p.Address, ASN: p.ASN, Port: p.Port})
+		}
+	}
+	return gc
 }
 
-// ReflectorGroup is one group: its CPEs peer with the hub's overlay
-// addresses in its pool.
-type ReflectorGroup struct {
-	Name     string
-	HubAddrs []netip.Addr
-	Pools    []netip.Prefix
-	BGP      configs.GroupBGP
+func (h *Hub) addReflectorGroup(cfg *configs.Hub, i int, restarting bool) error {
+	gc := h.reflectorGroup(cfg, i, restarting)
+	if err := h.rr.AddGroup(h.ctx, gc); err != nil {
+		return fmt.Errorf("hub: route reflector, group %s: %w", gc.Name, err)
+	}
+	h.mu.Lock()
+	h.rrGroups[gc.Name] = gc
+	h.mu.Unlock()
+	return nil
 }
 
-// ReflectorCPE is a CPE as the reflector polices it.
-type ReflectorCPE struct {
-	Name     string
-	Group    string
-	Overlay  []netip.Addr   // the CPE's overlay addresses (its iBGP session's source)
-	Endpoint netip.AddrPort // the ESP endpoint the hub enforces: the IKE SA's outer address, port 0 for raw ESP
-	Prefixes []netip.Prefix // authorised LAN prefixes
-}
-
-// ReflectorStatus is the reflector's state for status and metrics.
-type ReflectorStatus struct {
-	Peers  []ReflectorPeer  `json:"peers"`
-	Routes []ReflectorRoute `json:"routes"`
-}
-
-// ReflectorPeer is one BGP session.
-type ReflectorPeer struct {
-	Group    string `json:"group"`
-	CPE      string `json:"cpe,omitempty"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
-	Uptime   string `json:"uptime,omitempty"`
-	Received int    `json:"received"`
-	Accepted int    `json:"accepted"`
-}
-
-// ReflectorRoute is one route in a group's RIB.
-type ReflectorRoute struct {
-	Group    string `json:"group"`
-	Prefix   string `json:"prefix"`
-	NextHop  string `json:"next_hop"`
-	Endpoint string `json:"endpoint"`
-	From     string `json:"from"`
-	Best     bool   `json:"best"`
-}
-
-// reflectorProvisioning builds the BGP view of a configuration.
-func (h *Hub) reflectorProvisioning(cfg *configs.Hub) ReflectorProvisioning {
-	var p ReflectorProvisioning
-	for _, g := range cfg.Groups {
-		rg := ReflectorGroup{Name: g.Name, HubAddrs: g.Pool.HubAddrs(), BGP: g.BGP}
-		for _, pf := range []netip.Prefix{g.Pool.IPv4, g.Pool.IPv6} {
-			if pf.IsValid() {
-				rg.Pools = append(rg.Pools, pf.Masked())
+// syncReflector follows a reload: groups removed, added, or whose BGP
+// settings changed (restarted); CPEs whose prefixes changed are updated.
+func (h *Hub) syncReflector(cfg *configs.Hub, diff configs.HubDiff) {
+	if h.rr == nil {
+		return
+	}
+	restart := map[string]bool{}
+	for _, gc := range diff.GroupsChanged {
+		for _, f := range gc.Fields {
+			if f == "pool.ipv4" || f == "pool.ipv6" {
+				restart[gc.Name] = true
 			}
 		}
-		p.Groups = append(p.Groups, rg)
 	}
-	for _, c := range cfg.CPEs {
-		p.CPEs = append(p.CPEs, ReflectorCPE{Name: cpeName(c.Identity), Group: c.Group, Prefixes: c.Prefixes})
+	if slices.Contains(diff.Changed, "bgp.peers") {
+		for _, g := range cfg.Groups {
+			restart[g.Name] = true
+		}
 	}
-	return p
+	for _, name := range append(append([]string(nil), diff.GroupsRemoved...), keys(restart)...) {
+		if err := h.rr.RemoveGroup(h.ctx, name); err != nil && !errors.Is(err, rr.ErrNoGroup) {
+			h.log.Error("route reflector group not removed", "group", name, "err", err)
+		}
+		h.mu.Lock()
+		delete(h.rrGroups, name)
+		h.mu.Unlock()
+	}
+	for i, g := range cfg.Groups {
+		if slices.Contains(diff.GroupsAdded, g.Name) || restart[g.Name] {
+			if err := h.addReflectorGroup(cfg, i, false); err != nil {
+				h.log.Error("route reflector group not started", "group", g.Name, "err", err)
+				continue
+			}
+			if restart[g.Name] {
+				h.mu.Lock()
+				var names []string
+				for name, conns := range h.byName {
+					if len(conns) > 0 && conns[0].group == g.Name {
+						names = append(names, name)
+					}
+				}
+				h.mu.Unlock()
+				for _, n := range names {
+					h.reflectorUp(n)
+				}
+			}
+		}
+	}
+	for _, ch := range diff.CPEsChanged {
+		if slices.Contains(ch.Fields, "prefixes") {
+			h.reflectorUp(cpeName(ch.New.Identity))
+		}
+	}
 }
 
-func (h *Hub) reflectorContext(cfg *configs.Hub) ReflectorContext {
-	return ReflectorContext{Config: cfg, Provisioning: h.reflectorProvisioning(cfg)}
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
-// reflectorUp tells the reflector about a CPE's newest IKE SA.
+// overlayOf picks the overlay address a CPE's BGP session comes from: its
+// IPv4 one if it has one.
+func overlayOf(addrs []netip.Addr) netip.Addr {
+	for _, a := range addrs {
+		if a.Is4() {
+			return a
+		}
+	}
+	if len(addrs) > 0 {
+		return addrs[0]
+	}
+	return netip.Addr{}
+}
+
+// reflectorUp tells the route reflector about a CPE's newest IKE SA that
+// the key server accepted.
 func (h *Hub) reflectorUp(name string) {
 	if h.rr == nil {
 		return
 	}
 	h.mu.Lock()
-	conns := h.connsOfLocked(name)
-	var rc ReflectorCPE
+	var rc rr.CPE
 	ok := false
-	for _, c := range conns {
+	for _, c := range h.connsOfLocked(name) {
 		if !c.joined {
 			continue
 		}
-		rc = ReflectorCPE{Name: name, Group: c.group, Endpoint: endpoint(c.remote, c.encap)}
+		var addrs []netip.Addr
 		for _, v := range c.vips {
-			rc.Overlay = append(rc.Overlay, v.Addr())
+			addrs = append(addrs, v.Addr())
 		}
+		rc = rr.CPE{ID: name, Group: c.group, Overlay: overlayOf(addrs), Endpoint: endpoint(c.remote, c.encap)}
 		ok = true
 		break
 	}
@@ -137,11 +238,31 @@ func (h *Hub) reflectorUp(name string) {
 	if c := h.prov.Load().cpes[name]; c != nil {
 		rc.Prefixes = c.Prefixes
 	}
-	if err := h.rr.CPEUp(rc); err != nil {
+	h.pools.markLive(name, rc.Endpoint, true)
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	if err := h.rr.CPEUp(ctx, rc); err != nil {
 		h.log.Error("route reflector refused the CPE", "id", name, "group", rc.Group, "err", err)
 	}
 }
 
-// defaultReflector builds the configured route reflector. Until package
-// bgp's hub side is wired in, the hub runs without BGP and says so.
-func defaultReflector(rc ReflectorContext) (Reflector, error) { return nil, nil }
+// reflectorDown tells the route reflector that a CPE has no IKE SA left.
+// A hub that is closing keeps the CPE marked live, so that after a restart
+// it waits for it (see startReflector).
+func (h *Hub) reflectorDown(name string) {
+	if h.rr == nil {
+		return
+	}
+	h.mu.Lock()
+	closing := h.closed
+	h.mu.Unlock()
+	if closing {
+		return
+	}
+	h.pools.markLive(name, netip.AddrPort{}, false)
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	if err := h.rr.CPEDown(ctx, name); err != nil && !errors.Is(err, rr.ErrNoCPE) && !errors.Is(err, rr.ErrClosed) {
+		h.log.Error("route reflector did not take the CPE down", "id", name, "err", err)
+	}
+}

@@ -105,16 +105,7 @@ func (h *Hub) Reload(cfg *configs.Hub) (configs.HubDiff, error) {
 		h.closeSA(sa, reasons[sa])
 	}
 
-	if h.rr != nil {
-		if err := h.rr.Provision(h.reflectorProvisioning(cfg)); err != nil {
-			h.log.Error("route reflector refused the new provisioning", "err", err)
-		}
-		for _, ch := range diff.CPEsChanged {
-			if slices.Contains(ch.Fields, "prefixes") {
-				h.reflectorUp(cpeName(ch.New.Identity))
-			}
-		}
-	}
+	h.syncReflector(cfg, diff)
 	h.log.Info("configuration reloaded", "reason", diff.String())
 	h.notifyChanged()
 	return diff, nil

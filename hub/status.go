@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mpsa-vpn/mpsa/bgp/rr"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/mpsa"
 	"github.com/mpsa-vpn/mpsa/routing"
@@ -185,10 +186,11 @@ func (v *CPEView) RenderText(t *ops.Text) {
 	t.Table(tab)
 }
 
-// RouteView lists the hub's overlay routes and the reflector's routes.
+// RouteView lists the hub's overlay routes and what the route reflector
+// holds per group.
 type RouteView struct {
-	Overlay []RouteEntry     `json:"overlay"`
-	BGP     []ReflectorRoute `json:"bgp"`
+	Overlay []RouteEntry `json:"overlay"`
+	BGP     []BGPGroup   `json:"bgp"`
 }
 
 // RouteEntry is one route of the hub's FIB.
@@ -212,22 +214,56 @@ func (v *RouteView) RenderText(t *ops.Text) {
 	})
 	t.Line("bgp routes (reflected between CPEs):")
 	t.Indent(func() {
-		tab := &ops.Table{Header: []string{"GROUP", "PREFIX", "ENDPOINT", "NEXT HOP", "FROM", "BEST"}}
-		for _, r := range v.BGP {
-			best := ""
-			if r.Best {
-				best = "*"
-			}
-			tab.Rows = append(tab.Rows, []string{r.Group, r.Prefix, r.Endpoint, r.NextHop, r.From, best})
+		if len(v.BGP) == 0 {
+			t.Line("BGP route reflector not running")
 		}
-		t.Table(tab)
+		for _, g := range v.BGP {
+			hint := ""
+			if g.GRPC != "" {
+				hint = fmt.Sprintf(" (gobgp -u %s -p %s global rib -a ipv4)", hostOf(g.GRPC), portOf(g.GRPC))
+			}
+			t.Line("%s: %d routes, %d stale%s", g.Name, g.Routes, g.StaleRoutes, hint)
+		}
 	})
 }
 
-// BGPView is the reflector's sessions.
+func hostOf(a string) string {
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return ap.Addr().String()
+	}
+	return a
+}
+
+func portOf(a string) string {
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return fmt.Sprint(ap.Port())
+	}
+	return ""
+}
+
+// BGPView is the route reflector, group by group.
 type BGPView struct {
-	Enabled bool            `json:"enabled"`
-	Peers   []ReflectorPeer `json:"peers"`
+	Enabled bool       `json:"enabled"`
+	Groups  []BGPGroup `json:"groups"`
+}
+
+// BGPGroup is one group's GoBGP instance and its counters (rr.Stats).
+type BGPGroup struct {
+	Name            string   `json:"name"`
+	Listen          []string `json:"listen"`
+	GRPC            string   `json:"grpc,omitempty"`
+	Synced          bool     `json:"synced"`
+	CPEs            uint64   `json:"cpes"`
+	Sessions        uint64   `json:"sessions"`
+	Routes          uint64   `json:"routes"`
+	StaleRoutes     uint64   `json:"stale_routes"`
+	Accepted        uint64   `json:"accepted"`
+	ForeignPrefix   uint64   `json:"foreign_prefix"`
+	EndpointRewrite uint64   `json:"endpoint_rewrite"`
+	EndpointReject  uint64   `json:"endpoint_reject"`
+	BadRoute        uint64   `json:"bad_route"`
+	RefusedSessions uint64   `json:"refused_sessions"`
+	WithdrawnDown   uint64   `json:"withdrawn_down"`
 }
 
 // RenderText implements ops.TextRenderer.
@@ -236,11 +272,23 @@ func (v *BGPView) RenderText(t *ops.Text) {
 		t.Line("BGP route reflector not running")
 		return
 	}
-	tab := &ops.Table{Header: []string{"GROUP", "PEER", "CPE", "STATE", "UPTIME", "RECEIVED", "ACCEPTED"}}
-	for _, p := range v.Peers {
-		tab.Rows = append(tab.Rows, []string{p.Group, p.Address, p.CPE, p.State, p.Uptime, fmt.Sprint(p.Received), fmt.Sprint(p.Accepted)})
+	for _, g := range v.Groups {
+		state := "synced"
+		if !g.Synced {
+			state = "restarting, waiting for the CPEs' End-of-RIB"
+		}
+		grpc := ""
+		if g.GRPC != "" {
+			grpc = fmt.Sprintf(", gRPC %s (gobgp -u %s -p %s neighbor)", g.GRPC, hostOf(g.GRPC), portOf(g.GRPC))
+		}
+		t.Line("%s: listening %s%s, %s", g.Name, strings.Join(g.Listen, " "), grpc, state)
+		t.Indent(func() {
+			t.Line("cpes %d registered, %d sessions established, %d routes (%d stale)", g.CPEs, g.Sessions, g.Routes, g.StaleRoutes)
+			t.Line("announcements: %d accepted, %d foreign prefix, %d endpoint rewritten, %d endpoint refused, %d unusable",
+				g.Accepted, g.ForeignPrefix, g.EndpointRewrite, g.EndpointReject, g.BadRoute)
+			t.Line("sessions refused %d, routes withdrawn with their CPE %d", g.RefusedSessions, g.WithdrawnDown)
+		})
 	}
-	t.Table(tab)
 }
 
 // registerStatus puts the views on the status socket.
@@ -251,9 +299,9 @@ func (h *Hub) registerStatus() {
 		func(ctx context.Context, args []string) (any, error) { return h.Groups(), nil })
 	h.status.Handle("cpes", "provisioned CPEs with state, overlay address, endpoint and acked epoch",
 		func(ctx context.Context, args []string) (any, error) { return h.CPEs(), nil })
-	h.status.Handle("bgp", "BGP sessions of the route reflector",
+	h.status.Handle("bgp", "the route reflector: per group, listen and gRPC addresses, sessions, routes, filter counters",
 		func(ctx context.Context, args []string) (any, error) { return h.BGP(ctx) })
-	h.status.Handle("routes", "overlay routes to the CPEs and the routes the reflector holds",
+	h.status.Handle("routes", "overlay routes to the CPEs, and the routes the reflector holds per group",
 		func(ctx context.Context, args []string) (any, error) { return h.Routes(ctx) })
 }
 
@@ -396,16 +444,35 @@ func (h *Hub) CPEs() *CPEView {
 	return v
 }
 
-// BGP returns the status view of the reflector's sessions.
+// BGP returns the status view of the route reflector.
 func (h *Hub) BGP(ctx context.Context) (*BGPView, error) {
+	v := &BGPView{}
 	if h.rr == nil {
-		return &BGPView{}, nil
+		return v, nil
 	}
-	st, err := h.rr.Status(ctx)
-	if err != nil {
-		return nil, err
+	v.Enabled = true
+	h.mu.Lock()
+	groups := make([]rr.GroupConfig, 0, len(h.rrGroups))
+	for _, g := range h.rrGroups {
+		groups = append(groups, g)
 	}
-	return &BGPView{Enabled: true, Peers: st.Peers}, nil
+	h.mu.Unlock()
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
+	for _, gc := range groups {
+		st, err := h.rr.Stats(gc.Name)
+		if err != nil {
+			continue
+		}
+		g := BGPGroup{Name: gc.Name, GRPC: gc.GRPC, Synced: h.rr.Synced(gc.Name), CPEs: st.CPEs, Sessions: st.Sessions,
+			Routes: st.Routes, StaleRoutes: st.StaleRoutes, Accepted: st.Accepted, ForeignPrefix: st.ForeignPrefix,
+			EndpointRewrite: st.EndpointRewrite, EndpointReject: st.EndpointReject, BadRoute: st.BadRoute,
+			RefusedSessions: st.RefusedSessions, WithdrawnDown: st.CPEWithdrawnDown}
+		for _, l := range gc.Listen {
+			g.Listen = append(g.Listen, l.String())
+		}
+		v.Groups = append(v.Groups, g)
+	}
+	return v, nil
 }
 
 // Routes returns the status view of the hub's routes.
@@ -422,13 +489,11 @@ func (h *Hub) Routes(ctx context.Context) (*RouteView, error) {
 			CPE: owners[r.Route.Prefix], Resolved: r.Resolved}
 		v.Overlay = append(v.Overlay, e)
 	}
-	if h.rr != nil {
-		st, err := h.rr.Status(ctx)
-		if err != nil {
-			return nil, err
-		}
-		v.BGP = st.Routes
+	b, err := h.BGP(ctx)
+	if err != nil {
+		return nil, err
 	}
+	v.BGP = b.Groups
 	return v, nil
 }
 

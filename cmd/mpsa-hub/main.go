@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	h, err := hub.New(rl.Current(), logger.Logger, hub.WithDefaultReflector())
+	h, err := hub.New(rl.Current(), logger.Logger)
 	if err != nil {
 		logger.Error("hub not started", "err", err)
 		return 1
