@@ -85,9 +85,9 @@ type Hub struct {
 	nextTunnel routing.Tunnel
 	applied    appliedState
 	rrGroups   map[string]rr.GroupConfig // the route reflector's groups, by name
-	changed    chan struct{}  // closed at the next change (Changed)
-	putAcks    map[uint32]int // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
-	putAckSPIs []uint32       // the SPIs of putAcks, oldest first
+	changed    chan struct{}             // closed at the next change (Changed)
+	putAcks    map[uint32]int            // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
+	putAckSPIs []uint32                  // the SPIs of putAcks, oldest first
 }
 
 // maxPutAckSPIs bounds how many group SAs PutAcks remembers.
