@@ -3,6 +3,7 @@ package ike
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -182,5 +183,48 @@ func TestRekeyIKE(t *testing.T) {
 			eb.event(EventChildDown)
 			mirrored(t, a, b)
 		})
+	}
+}
+
+// TestCreateChild: an additional CHILD_SA from either side
+// (CREATE_CHILD_SA without REKEY_SA), then its deletion.
+func TestCreateChild(t *testing.T) {
+	p := newPair(t, func(i, r *Config) {
+		r.RemoteTS = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.99.2.0/24")}
+	})
+	c := defaultConn()
+	c.LocalTS = []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32"), netip.MustParsePrefix("10.99.2.0/24")}
+	a, b := p.establish(c)
+	for _, tc := range []struct {
+		from          *SA
+		local, remote string
+	}{{a, "10.99.2.0/24", "10.99.1.0/24"}, {b, "10.99.1.0/25", "10.99.2.0/24"}} {
+		var spi uint32
+		done := async(func() (err error) {
+			spi, err = tc.from.CreateChild(ctx(t), []netip.Prefix{netip.MustParsePrefix(tc.local)}, []netip.Prefix{netip.MustParsePrefix(tc.remote)})
+			return err
+		})
+		p.expect(wire.CreateChildSA, false)
+		p.expect(wire.CreateChildSA, true)
+		if err := wait(t, done); err != nil {
+			t.Fatal(err)
+		}
+		var got *ChildSA
+		for _, ch := range tc.from.Info().Children {
+			if ch.InSPI == spi {
+				got = &ch
+			}
+		}
+		if got == nil || len(got.LocalTS) != 1 || SelectorPrefixes(got.LocalTS[0])[0].String() != tc.local {
+			t.Fatalf("new CHILD_SA %+v", got)
+		}
+		mirrored(t, a, b)
+		done = async(func() error { return tc.from.DeleteChild(ctx(t), spi) })
+		p.expect(wire.Informational, false)
+		p.expect(wire.Informational, true)
+		if err := wait(t, done); err != nil {
+			t.Fatal(err)
+		}
+		mirrored(t, a, b)
 	}
 }
