@@ -134,6 +134,13 @@ func (s *Subscription) take() (Update, bool, error) {
 	if s.count == 0 && len(s.folded) == 0 {
 		return Update{}, false, nil
 	}
+	if len(s.batches) == 1 && len(s.folded) == 0 {
+		// One batch holds each prefix once: no folding needed.
+		out := slices.Clone(s.batches[0])
+		s.batches, s.count = nil, 0
+		slices.SortFunc(out, func(a, b Change) int { return comparePrefix(a.Prefix, b.Prefix) })
+		return Update{Changes: out}, true, nil
+	}
 	s.foldLocked()
 	out := make([]Change, 0, len(s.folded))
 	for _, c := range s.folded {

@@ -1,22 +1,22 @@
 package routing
 
 import (
-	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
 )
 
 // members lists the prefixes that share one group's slot, packed: 8 bytes
-// per IPv4 prefix, 24 per IPv6 prefix. Removal is lazy (a prefix that
-// leaves only bumps stale); the list is compacted against the FIB when it is
-// walked with stale entries, or when they make up half of it. A prefix that
-// leaves and comes back may be listed twice until then: compaction removes
-// duplicates.
+// per IPv4 prefix, 24 per IPv6 prefix. Removal is lazy: a prefix that
+// leaves goes into a small "gone" set (and comes out of it if it returns
+// before the list is compacted), so the list is always exact once the gone
+// set is subtracted. The list is compacted when it is walked, or when the
+// gone set reaches half its size.
 type members struct {
 	v4    []uint64 // address<<8 | bits
 	v6    []member6
-	stale int
+	gone4 map[uint64]struct{}
+	gone6 map[member6]struct{}
 }
 
 type member6 struct {
@@ -24,48 +24,76 @@ type member6 struct {
 	bits   uint8
 }
 
+func key4(p netip.Prefix) uint64 {
+	b := p.Addr().As4()
+	return uint64(binary.BigEndian.Uint32(b[:]))<<8 | uint64(p.Bits())
+}
+
+func key6(p netip.Prefix) member6 {
+	b := p.Addr().As16()
+	return member6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), bits: uint8(p.Bits())}
+}
+
+// add lists p, which must not be a member.
 func (m *members) add(p netip.Prefix) {
-	a := p.Addr()
-	if a.Is4() {
-		b := a.As4()
-		v := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
-		m.v4 = append(m.v4, v<<8|uint64(p.Bits()))
+	if p.Addr().Is4() {
+		k := key4(p)
+		if _, ok := m.gone4[k]; ok {
+			delete(m.gone4, k)
+			return
+		}
+		m.v4 = append(m.v4, k)
 		return
 	}
-	b := a.As16()
-	m.v6 = append(m.v6, member6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), bits: uint8(p.Bits())})
+	k := key6(p)
+	if _, ok := m.gone6[k]; ok {
+		delete(m.gone6, k)
+		return
+	}
+	m.v6 = append(m.v6, k)
 }
 
-func (m *members) len() int { return len(m.v4) + len(m.v6) }
-
-// removed records that one listed prefix left.
-func (m *members) removed() { m.stale++ }
-
-// live returns the number of listed prefixes that are still members.
-func (m *members) live() int { return m.len() - m.stale }
-
-// needsCompaction reports whether stale entries make up half the list.
-func (m *members) needsCompaction() bool { return m.stale > 32 && 2*m.stale > m.len() }
-
-// compact drops duplicates and the entries keep rejects.
-func (m *members) compact(keep func(netip.Prefix) bool) {
-	slices.Sort(m.v4)
-	m.v4 = slices.Compact(m.v4)
-	m.v4 = slices.DeleteFunc(m.v4, func(v uint64) bool { return !keep(prefix4(v)) })
-	slices.SortFunc(m.v6, func(a, b member6) int {
-		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits))
-	})
-	m.v6 = slices.Compact(m.v6)
-	m.v6 = slices.DeleteFunc(m.v6, func(v member6) bool { return !keep(v.prefix()) })
-	m.v4 = slices.Clip(m.v4)
-	m.v6 = slices.Clip(m.v6)
-	m.stale = 0
+// remove unlists p, which must be a member.
+func (m *members) remove(p netip.Prefix) {
+	if p.Addr().Is4() {
+		if m.gone4 == nil {
+			m.gone4 = make(map[uint64]struct{})
+		}
+		m.gone4[key4(p)] = struct{}{}
+	} else {
+		if m.gone6 == nil {
+			m.gone6 = make(map[member6]struct{})
+		}
+		m.gone6[key6(p)] = struct{}{}
+	}
+	if g := m.goneLen(); g > 16 && 2*g > m.len() {
+		m.compact()
+	}
 }
 
-// each calls fn for every member; with stale entries it compacts first.
-func (m *members) each(keep func(netip.Prefix) bool, fn func(netip.Prefix)) {
-	if m.stale > 0 {
-		m.compact(keep)
+func (m *members) len() int     { return len(m.v4) + len(m.v6) }
+func (m *members) goneLen() int { return len(m.gone4) + len(m.gone6) }
+
+// live returns the number of members.
+func (m *members) live() int { return m.len() - m.goneLen() }
+
+// compact drops the entries of the gone set from the list.
+func (m *members) compact() {
+	if len(m.gone4) > 0 {
+		m.v4 = slices.DeleteFunc(m.v4, func(k uint64) bool { _, ok := m.gone4[k]; return ok })
+		m.v4 = slices.Clip(m.v4)
+	}
+	if len(m.gone6) > 0 {
+		m.v6 = slices.DeleteFunc(m.v6, func(k member6) bool { _, ok := m.gone6[k]; return ok })
+		m.v6 = slices.Clip(m.v6)
+	}
+	m.gone4, m.gone6 = nil, nil
+}
+
+// each calls fn for every member.
+func (m *members) each(fn func(netip.Prefix)) {
+	if m.goneLen() > 0 {
+		m.compact()
 	}
 	for _, v := range m.v4 {
 		fn(prefix4(v))
@@ -76,8 +104,9 @@ func (m *members) each(keep func(netip.Prefix) bool, fn func(netip.Prefix)) {
 }
 
 func prefix4(v uint64) netip.Prefix {
-	a := uint32(v >> 8)
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), int(v&0xff))
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v>>8))
+	return netip.PrefixFrom(netip.AddrFrom4(b), int(v&0xff))
 }
 
 func (v member6) prefix() netip.Prefix {

@@ -245,7 +245,8 @@ func (w *writer) propagate() {
 // when collect is set).
 func (w *writer) finish(collect bool) []Change {
 	var out []Change
-	for p, t := range w.touched {
+	w.touchBuf.each(func(t *touch) {
+		p := t.p
 		var now []NextHop
 		if t.s != nil {
 			if r := t.s.res(); r.ok() {
@@ -264,7 +265,7 @@ func (w *writer) finish(collect bool) []Change {
 		if collect {
 			out = appendChange(out, p, t.old, now)
 		}
-	}
+	})
 	for _, g := range w.changed {
 		if g.dead {
 			continue
@@ -281,7 +282,7 @@ func (w *writer) finish(collect bool) []Change {
 		if n.ok() {
 			now = n.hops
 		}
-		g.members.each(w.isMember(g), func(p netip.Prefix) {
+		g.members.each(func(p netip.Prefix) {
 			if len(w.touched) > 0 {
 				if _, ok := w.touched[p]; ok {
 					return
@@ -321,11 +322,14 @@ func appendChange(out []Change, p netip.Prefix, old, now []NextHop) []Change {
 // reset forgets the batch.
 func (w *writer) reset() {
 	w.gen++
-	if len(w.touched) > 4096 {
+	// Delete the keys one by one: clearing or ranging over a map that once
+	// grew large costs its capacity, not its length.
+	if w.touchBuf.n > 4096 {
 		w.touched = make(map[netip.Prefix]*touch)
 	} else {
-		clear(w.touched)
+		w.touchBuf.each(func(t *touch) { delete(w.touched, t.p) })
 	}
+	w.touchBuf.reset()
 	if cap(w.replay) > 4096 {
 		w.replay = nil
 	} else {

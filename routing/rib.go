@@ -99,6 +99,7 @@ type group struct {
 	dests   map[*dest]struct{}
 	track   *track // nil for a path that resolves without a lookup
 	gen     uint64 // batch that listed it as changed
+	peerIdx int    // index in writer.peers[key.peer]
 	dead    bool
 }
 
@@ -141,9 +142,46 @@ const (
 // touch remembers, for a prefix changed by the current batch, what readers
 // saw before it (old: nil if not forwarded) and where the prefix is now.
 type touch struct {
+	p   netip.Prefix
 	old []NextHop
 	s   *slot
 	loc uint8
+}
+
+// touchSlab hands out batch records from chunks that are reused by the
+// next batch (records never move, so pointers to them stay valid).
+type touchSlab struct {
+	chunks []*[256]touch
+	n      int
+}
+
+func (ts *touchSlab) alloc() *touch {
+	c := ts.n >> 8
+	if c == len(ts.chunks) {
+		ts.chunks = append(ts.chunks, new([256]touch))
+	}
+	t := &ts.chunks[c][ts.n&0xff]
+	*t = touch{}
+	ts.n++
+	return t
+}
+
+// each calls fn for every record, in allocation order.
+func (ts *touchSlab) each(fn func(*touch)) {
+	for i := range ts.n {
+		fn(&ts.chunks[i>>8][i&0xff])
+	}
+}
+
+func (ts *touchSlab) reset() {
+	for i := 0; i < ts.n; i += 256 {
+		clear(ts.chunks[i>>8][:])
+	}
+	ts.n = 0
+	if len(ts.chunks) > 16 {
+		clear(ts.chunks[16:])
+		ts.chunks = ts.chunks[:16]
+	}
 }
 
 type replayOp struct {
@@ -163,7 +201,8 @@ type writer struct {
 	dying []slotID // freed once both sides have dropped them
 
 	groups   map[pathKey]*group
-	peers    map[netip.Addr]map[*group]struct{}
+	last     *group // the group intern returned last
+	peers    map[netip.Addr][]*group // groups by peer; group.peerIdx is the index
 	tracks   map[netip.Addr]*track
 	trackTbl bart.Table[*track] // tracked next hops as host prefixes
 	targets  map[*dest]struct{}
@@ -175,6 +214,7 @@ type writer struct {
 	gen       uint64
 	replay    []replayOp
 	touched   map[netip.Prefix]*touch
+	touchBuf  touchSlab
 	changed   []*group
 	pubs      []*slot
 	heap      []*dest
@@ -188,7 +228,7 @@ func newWriter(cfg *config, sides *[2]side) *writer {
 		sides:   sides,
 		slots:   []*slot{nil},
 		groups:  make(map[pathKey]*group),
-		peers:   make(map[netip.Addr]map[*group]struct{}),
+		peers:   make(map[netip.Addr][]*group),
 		tracks:  make(map[netip.Addr]*track),
 		targets: make(map[*dest]struct{}),
 		dests:   make(map[*dest]struct{}),
@@ -250,7 +290,8 @@ func (w *writer) touchRec(p netip.Prefix, s *slot, loc uint8) *touch {
 	if t, ok := w.touched[p]; ok {
 		return t
 	}
-	t := &touch{s: s, loc: loc}
+	t := w.touchBuf.alloc()
+	t.p, t.s, t.loc = p, s, loc
 	if loc == locTable {
 		t.old = w.publishedRes(s).hops
 	}
@@ -319,7 +360,11 @@ func (w *writer) markChanged(g *group) {
 func (w *writer) intern(r *Route) *group {
 	k := pathKey{nextHop: r.NextHop, endpoint: r.Endpoint, tunnel: r.Tunnel, peer: r.Peer,
 		source: r.Source, localPref: r.LocalPref}
+	if g := w.last; g != nil && !g.dead && g.key == k {
+		return g // consecutive routes of an UPDATE share their attributes
+	}
 	if g := w.groups[k]; g != nil {
+		w.last = g
 		return g
 	}
 	g := &group{key: k}
@@ -336,12 +381,10 @@ func (w *writer) intern(r *Route) *group {
 		g.res = t.res
 	}
 	w.groups[k] = g
+	w.last = g
 	pg := w.peers[k.peer]
-	if pg == nil {
-		pg = make(map[*group]struct{})
-		w.peers[k.peer] = pg
-	}
-	pg[g] = struct{}{}
+	g.peerIdx = len(pg)
+	w.peers[k.peer] = append(pg, g)
 	return g
 }
 
@@ -354,11 +397,14 @@ func (w *writer) release(g *group) {
 	g.dead = true
 	w.freeSlot(g.slot)
 	delete(w.groups, g.key)
-	if pg := w.peers[g.key.peer]; pg != nil {
-		delete(pg, g)
-		if len(pg) == 0 {
-			delete(w.peers, g.key.peer)
-		}
+	pg := w.peers[g.key.peer]
+	last := pg[len(pg)-1]
+	pg[g.peerIdx], last.peerIdx = last, g.peerIdx
+	pg[len(pg)-1] = nil
+	if pg = pg[:len(pg)-1]; len(pg) == 0 {
+		delete(w.peers, g.key.peer)
+	} else {
+		w.peers[g.key.peer] = pg
 	}
 	if t := g.track; t != nil {
 		delete(t.groups, g)
@@ -417,8 +463,7 @@ func (w *writer) ownSlot(p netip.Prefix, s *slot) *dest {
 	g.dests[d] = struct{}{}
 	w.dests[d] = struct{}{}
 	w.put(p, d.slot, t)
-	g.members.removed()
-	w.compactIfNeeded(g)
+	g.members.remove(p)
 	return d
 }
 
@@ -437,20 +482,6 @@ func (w *writer) shareSlot(d *dest) {
 	w.freeSlot(d.slot)
 	g.members.add(d.prefix)
 	w.put(d.prefix, g.slot, t)
-}
-
-func (w *writer) compactIfNeeded(g *group) {
-	if g.members.needsCompaction() {
-		g.members.compact(w.isMember(g))
-	}
-}
-
-// isMember returns the test compaction uses: p still points at g's slot.
-func (w *writer) isMember(g *group) func(netip.Prefix) bool {
-	return func(p netip.Prefix) bool {
-		s, _ := w.find(p)
-		return s == g.slot
-	}
 }
 
 // retarget points t at d (nil: no prefix holds t's address).
@@ -502,9 +533,8 @@ func (w *writer) upsert(r *Route) {
 		if g0.key.peer == r.Peer {
 			g.members.add(p)
 			w.put(p, g.slot, t)
-			g0.members.removed()
+			g0.members.remove(p)
 			w.release(g0)
-			w.compactIfNeeded(g0)
 			return
 		}
 		w.paths++
@@ -564,9 +594,8 @@ func (w *writer) withdraw(p netip.Prefix, peer netip.Addr) bool {
 		w.drop(p, t)
 		w.paths--
 		w.moved = append(w.moved, p)
-		g.members.removed()
+		g.members.remove(p)
 		w.release(g)
-		w.compactIfNeeded(g)
 		return true
 	}
 	d := s.d
@@ -635,8 +664,8 @@ func (w *writer) setDestRes(d *dest, nr *resolution) bool {
 // withdrawPeerOps lists the paths of a peer as withdraw operations.
 func (w *writer) peerPaths(peer netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
-	for g := range w.peers[peer] {
-		g.members.each(w.isMember(g), func(p netip.Prefix) { out = append(out, p) })
+	for _, g := range w.peers[peer] {
+		g.members.each(func(p netip.Prefix) { out = append(out, p) })
 		for d := range g.dests {
 			out = append(out, d.prefix)
 		}
