@@ -201,7 +201,7 @@ type writer struct {
 	dying []slotID // freed once both sides have dropped them
 
 	groups   map[pathKey]*group
-	last     *group // the group intern returned last
+	last     *group                  // the group intern returned last
 	peers    map[netip.Addr][]*group // groups by peer; group.peerIdx is the index
 	tracks   map[netip.Addr]*track
 	trackTbl bart.Table[*track] // tracked next hops as host prefixes
