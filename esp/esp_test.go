@@ -372,6 +372,9 @@ func TestClassify(t *testing.T) {
 }
 
 func TestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	for _, s := range suites {
 		for _, bits := range []uint8{0, 16} {
 			tx := newTestSA(t, s, 0, bits, uint32(bits)/8)

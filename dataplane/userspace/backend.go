@@ -80,6 +80,8 @@ type Backend struct {
 
 	state atomic.Pointer[saState]
 
+	txInflight, rxInflight atomic.Int32 // batches between reader and writer
+
 	txPackets, txBytes atomic.Uint64
 	rxPackets, rxBytes atomic.Uint64
 	drops              esp.Counters

@@ -40,6 +40,10 @@ type meta struct {
 const (
 	txBatches = 8
 	rxBatches = 8
+	// inlineMax is the largest batch a reader processes itself when
+	// nothing is in flight: a ping or a lone ACK then skips two goroutine
+	// hand-offs, and order is kept because the pipeline is empty.
+	inlineMax = 4
 	// rxBatch is the number of datagrams one recvmmsg asks for.
 	rxBatch = 64
 	// rxGROBufSize is the inbound buffer size when the TUN coalesces TCP
@@ -152,6 +156,13 @@ func (b *Backend) routineReadTUN() {
 		for i := 0; i < n; i++ {
 			b.classifyOutbound(bt, i)
 		}
+		if n <= inlineMax && b.txInflight.Load() == 0 {
+			b.sealBatch(bt)
+			b.sendBatch(bt)
+			b.txPool <- bt
+			continue
+		}
+		b.txInflight.Add(1)
 		if !b.dispatch(bt, b.txQ) {
 			return
 		}
@@ -250,6 +261,13 @@ func (b *Backend) routineReadNetwork(c Conn) {
 		for i := 0; i < n; i++ {
 			b.classifyInbound(bt, i, raw)
 		}
+		if n <= inlineMax && b.rxInflight.Load() == 0 {
+			b.openBatch(bt)
+			b.deliverBatch(bt)
+			b.rxPool <- bt
+			continue
+		}
+		b.rxInflight.Add(1)
 		if !b.dispatch(bt, b.rxQ) {
 			return
 		}
@@ -352,6 +370,7 @@ func (b *Backend) routineWriteNetwork() {
 			return
 		}
 		b.sendBatch(bt)
+		b.txInflight.Add(-1)
 		b.txPool <- bt
 	}
 }
@@ -403,6 +422,7 @@ func (b *Backend) routineWriteTUN() {
 			return
 		}
 		b.deliverBatch(bt)
+		b.rxInflight.Add(-1)
 		b.rxPool <- bt
 	}
 }
