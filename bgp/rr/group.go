@@ -45,6 +45,7 @@ type group struct {
 	nextID    uint32 // path identifiers, one per CPE
 	deferring bool   // restart deferral in progress
 	sync      *syncSession
+	closing   bool // close has begun: sessions going down keep their routes
 	closed    bool
 	changed   chan struct{} // closed and replaced whenever the state above changes
 }
@@ -93,7 +94,10 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 		changed:   make(chan struct{}),
 	}
 	g.logs.n = h.cfg.LogRate
-	adapter := gobgplog.New(g.log, gblog.WarnLevel).WithHook(g.gobgpMessage)
+	adapter := gobgplog.New(g.log, gblog.WarnLevel).WithHook(g.gobgpMessage).WithQuiet(
+		// A CPE session that ends drops its Adj-RIB-In; those routes were
+		// rejected by the import policy and never were in the RIB.
+		"No matching path for withdraw found, may be path was not installed into table")
 	opts := []server.ServerOption{server.LoggerOption(adapter)}
 	if gc.GRPC != "" {
 		if err := checkGRPC(gc.GRPC); err != nil {
@@ -314,6 +318,10 @@ func (g *group) synced() bool {
 	return !g.deferring
 }
 
+// closeDrainTime bounds how long close waits for CPE sessions to go down
+// after the Administrative Reset.
+const closeDrainTime = 3 * time.Second
+
 // close stops the group as a planned restart (see Hub.Close).
 func (g *group) close() {
 	g.mu.Lock()
@@ -321,6 +329,20 @@ func (g *group) close() {
 		g.mu.Unlock()
 		return
 	}
+	g.closing = true
+	g.mu.Unlock()
+
+	// Cease/Administrative Reset first, and wait for the sessions to end:
+	// GoBGP's Stop sends Peer De-configured, which it turns into a Hard
+	// Reset for N-bit peers, and the CPEs would drop the hub's routes.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "", Communication: "hub restart"}) // "" = every peer
+	dctx, dcancel := context.WithTimeout(ctx, closeDrainTime)
+	g.wait(dctx, func(s Stats) bool { return s.Sessions == 0 })
+	dcancel()
+
+	g.mu.Lock()
 	g.closed = true
 	for _, c := range g.byID {
 		g.stopRestartLocked(c)
@@ -332,9 +354,6 @@ func (g *group) close() {
 	if sy != nil {
 		sy.stop()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Communication: "hub restart"})
 	g.s.Stop()
 	// GoBGP v3's Serve loop has no way to end: its goroutine stays, idle,
 	// for the life of the process. Empty the RIB so that is all it keeps.
@@ -501,6 +520,9 @@ func (g *group) peerStateLocked(ctx context.Context, st *api.PeerState) {
 	case !up && c.established:
 		c.established = false
 		c.synced = false
+		if g.closing {
+			return // the hub is going away; the CPEs keep the routes
+		}
 		if c.grTime > 0 && len(c.routes) > 0 {
 			for p, a := range c.routes {
 				a.stale = true

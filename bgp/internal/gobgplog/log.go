@@ -21,6 +21,7 @@ type Logger struct {
 	l     *slog.Logger
 	level atomic.Uint32 // a gobgplog.LogLevel
 	hook  func(msg string, f gobgplog.Fields)
+	quiet map[string]bool // messages logged at Debug whatever GoBGP's level
 }
 
 var _ gobgplog.Logger = (*Logger)(nil)
@@ -58,6 +59,16 @@ func (a *Logger) WithHook(h func(msg string, f gobgplog.Fields)) *Logger {
 	return a
 }
 
+// WithQuiet returns the adapter after setting messages that are logged at
+// Debug only: GoBGP warns about things that are normal in the hub's use.
+func (a *Logger) WithQuiet(msgs ...string) *Logger {
+	a.quiet = map[string]bool{}
+	for _, m := range msgs {
+		a.quiet[m] = true
+	}
+	return a
+}
+
 // Panic logs at Error; GoBGP calls it only for programming errors.
 func (a *Logger) Panic(msg string, f gobgplog.Fields) { a.log(slog.LevelError, msg, f) }
 
@@ -75,6 +86,10 @@ func (a *Logger) Error(msg string, f gobgplog.Fields) {
 func (a *Logger) Warn(msg string, f gobgplog.Fields) {
 	if a.hook != nil {
 		a.hook(msg, f)
+	}
+	if a.quiet[msg] {
+		a.log(slog.LevelDebug, msg, f)
+		return
 	}
 	if a.GetLevel() >= gobgplog.WarnLevel {
 		a.log(slog.LevelWarn, msg, f)
