@@ -1,0 +1,174 @@
+package hub
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
+	"github.com/mpsa-vpn/mpsa/bgp/speaker/speakertest"
+	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/internal/testenv"
+	"github.com/mpsa-vpn/mpsa/routing"
+)
+
+// freePort returns a TCP port nobody listens on at addr right now.
+func freePort(t testing.TB, addr string) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// startSpeaker runs a CPE's iBGP speaker (bgp/speaker, as mpsa-cpe does)
+// from its overlay address to the hub's, and returns the sink of the
+// routes it learns.
+func startSpeaker(t testing.TB, ctx context.Context, asn uint32, from, to netip.AddrPort, endpoint netip.AddrPort, prefixes ...string) *speakertest.Sink {
+	t.Helper()
+	sink := speakertest.NewSink()
+	var ps []netip.Prefix
+	for _, p := range prefixes {
+		ps = append(ps, mustPrefix(p))
+	}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(from), Timeout: 5 * time.Second}
+	sp, err := speaker.New(speaker.Config{ASN: asn, RouterID: from.Addr(), Prefixes: ps, Endpoint: endpoint, Sink: sink,
+		Dial:       func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", to.String()) },
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(done)
+		sp.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return sink
+}
+
+func waitRoutes(t testing.TB, sink *speakertest.Sink, what string, cond func(map[netip.Prefix]routing.Route) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitOK)
+	defer cancel()
+	if err := sink.Wait(ctx, cond); err != nil {
+		t.Fatalf("%s: %v; routes:\n%s", what, err, sink)
+	}
+}
+
+// TestBGP runs the route reflector on loopback (the groups' pools are in
+// 127/8, so the CPEs' overlay addresses are local): CPEs learn each other's
+// prefixes with the ESP endpoint the hub sees on their IKE SA, never another
+// group's; a foreign prefix is dropped, a foreign endpoint rewritten, a
+// session from an address that is no live CPE refused; a CPE's routes go
+// when its IKE SA does. The stock gobgp CLI reads a group's RIB over gRPC.
+func TestBGP(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	port := freePort(t, "127.100.0.1")
+	grpc := netip.AddrPortFrom(loop4, freePort(t, "127.0.0.1"))
+	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(grpc))
+	asn := th.cfg.BGP.ASN
+	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
+	hubGlobex := netip.AddrPortFrom(netip.MustParseAddr("127.101.0.1"), port)
+	ctx := context.Background()
+
+	cpes := map[string]*testCPE{}
+	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example"} {
+		c := newCPE(t, th, id, cpeOpts{})
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+		cpes[id] = c
+	}
+	vip := func(id string) netip.AddrPort {
+		return netip.AddrPortFrom(cpes[id].sa.Info().VIPs[0].Addr(), 0)
+	}
+	outer := netip.AddrPortFrom(loop4, 0) // what the hub sees: raw ESP from 127.0.0.1
+	s1 := startSpeaker(t, ctx, asn, vip("fqdn:cpe1.acme.example"), hubAcme, outer, "10.1.0.0/24")
+	// cpe2 claims a foreign endpoint and a prefix it is not authorised for.
+	s2 := startSpeaker(t, ctx, asn, vip("fqdn:cpe2.acme.example"), hubAcme, netip.MustParseAddrPort("192.0.2.99:4500"),
+		"10.2.0.0/24", "10.77.0.0/24")
+	s3 := startSpeaker(t, ctx, asn, vip("rfc822:cpe3@globex.example"), hubGlobex, outer, "10.1.0.0/24")
+
+	waitRoutes(t, s2, "cpe2 learns cpe1's prefix", func(r map[netip.Prefix]routing.Route) bool {
+		x, ok := r[mustPrefix("10.1.0.0/24")]
+		return ok && x.Endpoint == outer
+	})
+	waitRoutes(t, s1, "cpe1 learns cpe2's prefix with the endpoint the hub saw", func(r map[netip.Prefix]routing.Route) bool {
+		x, ok := r[mustPrefix("10.2.0.0/24")]
+		return ok && x.Endpoint == outer
+	})
+	pollFor(t, "the foreign prefix and endpoint to be counted", func() bool {
+		v, _ := th.h.BGP(ctx)
+		for _, g := range v.Groups {
+			if g.Name == "acme" {
+				return g.ForeignPrefix >= 1 && g.EndpointRewrite >= 1 && g.Sessions == 2
+			}
+		}
+		return false
+	})
+	if _, ok := s1.Get(mustPrefix("10.77.0.0/24")); ok {
+		t.Error("cpe1 learned cpe2's unauthorised prefix")
+	}
+	// globex is isolated: cpe3 never learns acme's routes.
+	if s3.Len() != 0 {
+		t.Errorf("globex's cpe3 learned routes of acme:\n%s", s3)
+	}
+
+	// A session from an address that is no live CPE is refused.
+	stranger := startSpeaker(t, ctx, asn, netip.MustParseAddrPort("127.100.0.99:0"), hubAcme, outer, "10.99.0.0/24")
+	pollFor(t, "the stranger's session to be refused", func() bool {
+		v, _ := th.h.BGP(ctx)
+		return v.Groups[0].RefusedSessions >= 1
+	})
+	if stranger.Len() != 0 {
+		t.Errorf("a stranger learned routes:\n%s", stranger)
+	}
+
+	text := render(must(th.h.BGP(ctx)))
+	for _, want := range []string{"acme: listening 127.100.0.1:", "cpes 2 registered, 2 sessions established", "gobgp -u 127.0.0.1 -p "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status bgp lacks %q:\n%s", want, text)
+		}
+	}
+
+	// The stock gobgp CLI reads acme's RIB.
+	if gobgp, err := exec.LookPath("gobgp"); err == nil || testenv.RequireAll() {
+		if err != nil {
+			t.Fatal("gobgp CLI not installed (Debian package gobgpd)")
+		}
+		out, err := exec.Command(gobgp, "-u", "127.0.0.1", "-p", itoa(int(grpc.Port())), "global", "rib", "-a", "ipv4").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "10.1.0.0/24") || !strings.Contains(string(out), "10.2.0.0/24") {
+			t.Errorf("gobgp global rib: %v\n%s", err, out)
+		}
+	}
+
+	// cpe1's IKE SA goes: its route is withdrawn from cpe2.
+	cctx, cancel := context.WithTimeout(ctx, waitOK)
+	defer cancel()
+	if err := cpes["fqdn:cpe1.acme.example"].sa.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, s2, "cpe1's route withdrawn", func(r map[netip.Prefix]routing.Route) bool {
+		_, ok := r[mustPrefix("10.1.0.0/24")]
+		return !ok
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
