@@ -37,6 +37,7 @@ type group struct {
 	logs  limiter
 
 	cancelWatch context.CancelFunc
+	bg          sync.WaitGroup // goroutines the group started (sync session teardown)
 
 	// mu guards the following fields.
 	mu        sync.Mutex
@@ -354,6 +355,7 @@ func (g *group) close() {
 	if sy != nil {
 		sy.stop()
 	}
+	g.bg.Wait()
 	g.s.Stop()
 	// GoBGP v3's Serve loop has no way to end: its goroutine stays, idle,
 	// for the life of the process. Empty the RIB so that is all it keeps.

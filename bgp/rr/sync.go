@@ -145,7 +145,9 @@ func (g *group) syncEORLocked(f *api.Family) {
 		return
 	}
 	g.sync = nil
+	g.bg.Add(1)
 	go func() {
+		defer g.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		g.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: sy.addr.String()})
