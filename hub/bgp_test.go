@@ -172,3 +172,61 @@ func TestBGP(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestBGPRestart: the hub stops and comes back on the same state directory.
+// The CPEs keep the routes they learned (graceful restart, the hub's
+// Cease / Administrative Reset is graceful for them), the new hub starts as
+// a restarting speaker waiting for the CPEs connected in the last run, and
+// no CPE ever loses another's route.
+func TestBGPRestart(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	port := freePort(t, "127.100.0.1")
+	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	asn := th.cfg.BGP.ASN
+	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
+	outer := netip.AddrPortFrom(loop4, 0)
+	ctx := context.Background()
+	var sinks []*speakertest.Sink
+	var vips []netip.AddrPort
+	for i, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
+		c := newCPE(t, th, id, cpeOpts{})
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+		vip := netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0)
+		vips = append(vips, vip)
+		sinks = append(sinks, startSpeaker(t, ctx, asn, vip, hubAcme, outer, []string{"10.1.0.0/24", "10.2.0.0/24"}[i]))
+	}
+	has := func(p string) func(map[netip.Prefix]routing.Route) bool {
+		return func(r map[netip.Prefix]routing.Route) bool { _, ok := r[mustPrefix(p)]; return ok }
+	}
+	waitRoutes(t, sinks[0], "cpe1 learns cpe2's route", has("10.2.0.0/24"))
+	waitRoutes(t, sinks[1], "cpe2 learns cpe1's route", has("10.1.0.0/24"))
+	w0, w1 := sinks[0].Withdrawals(), sinks[1].Withdrawals()
+
+	th.stop()
+	th2 := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	if v, _ := th2.h.BGP(ctx); len(v.Groups) == 0 || v.Groups[0].Synced || v.Groups[0].CPEs != 2 {
+		t.Fatalf("restarted hub's acme group: %+v, want restarting with the 2 CPEs of the last run", v.Groups)
+	}
+	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
+		c := newCPE(t, th2, id, cpeOpts{})
+		c.mustConnect(th2, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollFor(t, "the restarted acme group to sync", func() bool {
+		v, _ := th2.h.BGP(ctx)
+		return v.Groups[0].Synced && v.Groups[0].Sessions == 2 && v.Groups[0].Routes == 2
+	})
+	waitRoutes(t, sinks[0], "cpe1 still has cpe2's route", has("10.2.0.0/24"))
+	waitRoutes(t, sinks[1], "cpe2 still has cpe1's route", has("10.1.0.0/24"))
+	if sinks[0].Withdrawals() != w0 || sinks[1].Withdrawals() != w1 {
+		t.Errorf("routes withdrawn across the hub restart: %d, %d", sinks[0].Withdrawals()-w0, sinks[1].Withdrawals()-w1)
+	}
+}
