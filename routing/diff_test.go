@@ -159,35 +159,40 @@ type feedState map[netip.Prefix][]NextHop
 
 func (fs feedState) apply(t *testing.T, u Update) feedState {
 	t.Helper()
+	fs, err := fs.update(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// update applies u, checking that it is consistent with what fs holds.
+func (fs feedState) update(u Update) (feedState, error) {
 	if u.Snapshot {
 		fs = feedState{}
 	}
 	for i, c := range u.Changes {
 		if i > 0 && comparePrefix(u.Changes[i-1].Prefix, c.Prefix) >= 0 {
-			t.Fatalf("update not in prefix order or duplicate prefix: %s after %s", c.Prefix, u.Changes[i-1].Prefix)
+			return fs, fmt.Errorf("update not in prefix order or duplicate prefix: %s after %s", c.Prefix, u.Changes[i-1].Prefix)
 		}
 		_, had := fs[c.Prefix]
-		switch c.Kind {
-		case Added:
-			if had && !u.Snapshot {
-				t.Fatalf("Added %s that the reader already holds", c.Prefix)
+		switch {
+		case c.Kind == Added && had && !u.Snapshot:
+			return fs, fmt.Errorf("Added %s that the reader already holds", c.Prefix)
+		case c.Kind == Changed && !had, c.Kind == Removed && !had:
+			return fs, fmt.Errorf("%s %s that the reader does not hold", c.Kind, c.Prefix)
+		case c.Kind == Added, c.Kind == Changed:
+			if len(c.NextHops) == 0 {
+				return fs, fmt.Errorf("%s %s without next hops", c.Kind, c.Prefix)
 			}
 			fs[c.Prefix] = c.NextHops
-		case Changed:
-			if !had {
-				t.Fatalf("Changed %s that the reader does not hold", c.Prefix)
-			}
-			fs[c.Prefix] = c.NextHops
-		case Removed:
-			if !had {
-				t.Fatalf("Removed %s that the reader does not hold", c.Prefix)
-			}
+		case c.Kind == Removed:
 			delete(fs, c.Prefix)
 		default:
-			t.Fatalf("bad change kind %d", c.Kind)
+			return fs, fmt.Errorf("bad change kind %d", c.Kind)
 		}
 	}
-	return fs
+	return fs, nil
 }
 
 func runDifferential(t *testing.T, seed uint64, steps int, opts ...Option) {
@@ -311,4 +316,87 @@ func TestDifferential(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzApply decodes the input into batches of routes over a tiny address
+// space and holds the FIB to the naive reference after every batch.
+func FuzzApply(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+	f.Add([]byte{0x10, 0x21, 0x32, 0x43, 0x54, 0x65, 0x80, 0x21, 0x33, 0x43, 0x50, 0x05, 0xff, 0x00})
+	f.Add([]byte("loops and next hops and endpoints"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 600 {
+			return
+		}
+		mp := len(data) > 0 && data[0]&1 == 1
+		fib := New(WithMultipath(mp), WithMaxDepth(3),
+			WithUnderlay(Underlay{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Port: 4500}))
+		ref := newNaive(newConfig([]Option{WithMultipath(mp), WithMaxDepth(3),
+			WithUnderlay(Underlay{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Port: 4500})}))
+		sub := fib.Subscribe()
+		defer sub.Close()
+		fs := feedState{}
+		a := func(b byte) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, b & 0x3f}) }
+		peers := []netip.Addr{{}, netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2.2.2.2")}
+		for len(data) >= 5 {
+			n := 1 + int(data[0]>>5)
+			var ops []Op
+			for ; n > 0 && len(data) >= 5; n-- {
+				b := data[:5]
+				data = data[5:]
+				r := Route{
+					Prefix:    netip.PrefixFrom(a(b[1]), []int{26, 28, 30, 31, 32, 24, 16, 0}[b[2]&7]).Masked(),
+					Peer:      peers[int(b[0]&3)%len(peers)],
+					Source:    Source(1 + (b[2]>>3)%3),
+					LocalPref: uint32(b[2] >> 6),
+				}
+				switch b[3] & 3 {
+				case 0:
+					r.Endpoint = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, b[3] >> 2}), 4500)
+				case 1:
+					r.NextHop = netip.AddrFrom4([4]byte{192, 0, 2, b[3] >> 2})
+				default:
+					r.NextHop = a(b[4])
+				}
+				ops = append(ops, Op{Route: r, Withdraw: b[0]&4 != 0})
+			}
+			if err := fib.Apply(ops); err != nil {
+				continue
+			}
+			for _, op := range ops {
+				if op.Withdraw {
+					ref.withdraw(op.Route.Prefix, op.Route.Peer)
+				} else {
+					ref.upsert(op.Route)
+				}
+			}
+			res := ref.resolve()
+			var got []RouteStatus
+			for st := range fib.Routes() {
+				got = append(got, st)
+			}
+			if want := naiveStatus(res); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Routes differ\nFIB:\n%sreference:\n%s", fmtStatus(got), fmtStatus(want))
+			}
+			fwd := res.resolved()
+			for i := range 64 {
+				d := a(byte(i))
+				gh, gok := fib.LookupFlow(d, uint32(i))
+				wh, wok := lookupIn(fwd, d, uint32(i))
+				if gh != wh || gok != wok {
+					t.Fatalf("LookupFlow(%s) = %v %v, reference %v %v", d, gh, gok, wh, wok)
+				}
+			}
+			for {
+				u, ok, err := sub.TryNext()
+				if err != nil || !ok {
+					break
+				}
+				fs = fs.apply(t, u)
+			}
+			if len(fs)+len(fwd) > 0 && !reflect.DeepEqual(map[netip.Prefix][]NextHop(fs), fwd) {
+				t.Fatalf("feed %v, reference %v", fs, fwd)
+			}
+		}
+	})
 }
