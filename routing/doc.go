@@ -23,18 +23,21 @@
 //     with its Tunnel;
 //   - a next hop inside a configured Underlay range is itself the endpoint;
 //   - otherwise the next hop is looked up again: the longest prefix holding
-//     it, whether that prefix resolves or not, is the path's Via, and the
-//     path resolves to whatever Via resolves to. There is no fall-back to a
-//     shorter prefix when Via does not resolve; the path is then unresolved
-//     (ReasonNextHopUnresolved). This keeps the answer independent of the
-//     order updates arrive in.
+//     it (a default route counts), whether that prefix resolves or not, is
+//     the path's Via, and the path resolves to whatever Via resolves to.
+//     There is no fall-back to a shorter prefix when Via does not resolve;
+//     the path is then unresolved (ReasonNextHopUnresolved). This keeps the
+//     answer independent of the order updates arrive in.
 //
 // Recursion is bounded (WithMaxDepth, DefaultMaxDepth lookups; deeper paths
 // are ReasonTooDeep). A path whose Via leads back, through any chain of
-// recursive paths, to the path's own prefix is a loop (ReasonLoop): it is
-// never followed, and it is reported in Unresolved and Routes. A prefix
-// whose next hop lies inside itself with no longer prefix covering it is
-// such a loop too.
+// recursive paths (resolved or not), to the path's own prefix is a loop
+// (ReasonLoop): it is never followed, it is reported in Unresolved and
+// Routes, and the prefixes caught in it are logged when the loop appears
+// and when it goes. A prefix whose next hop lies inside itself with no
+// longer prefix covering it is such a loop too. Because loops are decided on
+// the next-hop graph alone, a prefix whose only path resolves through a
+// loop member is unresolved even if that member resolves by another path.
 //
 // Next hops are tracked (as in FRR's nexthop tracking): when a prefix that
 // next hops resolve through appears, changes or goes away, exactly the paths
@@ -50,6 +53,16 @@
 // LookupFlow spreads flows over their next hops (duplicates removed, in
 // preference order) by flowHash modulo their number, and Lookup returns the
 // best one.
+//
+// # Concurrency and cost
+//
+// Lookups are wait-free: the FIB keeps two copies of its bart lookup table
+// (Left-Right, see leftright.go); a batch is applied to the copy readers do
+// not use, readers are switched over, and the batch is repeated on the
+// other copy. A lookup is one bart lookup plus one access to a dense array
+// of published next hops. Prefixes that share their only path's attributes
+// (the routes of one CPE) share one resolution, so moving an endpoint costs
+// one write for the lookups and one change per prefix for subscribers.
 //
 // # Lookups
 //

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -684,4 +685,21 @@ func (s *Subscription) mustSnapshot(t *testing.T) []Change {
 		t.Fatalf("snapshot: %v %v %+v", ok, err, u)
 	}
 	return u.Changes
+}
+
+func TestLoopsAreLogged(t *testing.T) {
+	var buf strings.Builder
+	f := New(WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	mustApply(t, f, bgp("10.7.0.0/24", "10.8.0.1", peerA), bgp("10.8.0.0/24", "10.7.0.1", peerA))
+	out := buf.String()
+	for _, want := range []string{`msg="next-hop resolution loop"`, "component=routing", "prefix=10.7.0.0/24", "prefix=10.8.0.0/24"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %s:\n%s", want, out)
+		}
+	}
+	buf.Reset()
+	mustApply(t, f, Route{Prefix: pfx("10.8.0.0/24"), Endpoint: ep1, Peer: peerA, Source: SourceBGP})
+	if out := buf.String(); !strings.Contains(out, "loop gone") || !strings.Contains(out, "prefix=10.7.0.0/24") {
+		t.Fatalf("log after the loop was broken:\n%s", out)
+	}
 }

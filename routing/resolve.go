@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -156,6 +157,7 @@ func (w *writer) components() {
 	st := make(map[*dest]*state, len(w.targets))
 	var stack []*dest
 	onStack := make(map[*dest]bool)
+	loops := make(map[netip.Prefix]struct{})
 	index, comp := 0, 0
 	var visit func(v *dest)
 	visit = func(v *dest) {
@@ -177,6 +179,7 @@ func (w *writer) components() {
 			}
 		}
 		if sv.low == sv.index {
+			top := len(stack)
 			for {
 				u := stack[len(stack)-1]
 				stack = stack[:len(stack)-1]
@@ -184,6 +187,11 @@ func (w *writer) components() {
 				u.scc = comp
 				if u == v {
 					break
+				}
+			}
+			if n := top - len(stack); n > 1 || selfLoop(v) {
+				for _, u := range stack[len(stack) : len(stack)+n] {
+					loops[u.prefix] = struct{}{}
 				}
 			}
 			comp++
@@ -194,6 +202,43 @@ func (w *writer) components() {
 			visit(d)
 		}
 	}
+	w.logLoops(loops)
+}
+
+func selfLoop(d *dest) bool {
+	for _, g := range d.paths {
+		if g.track != nil && g.track.target == d {
+			return true
+		}
+	}
+	return false
+}
+
+// maxLoopLogs bounds the loop messages of one batch.
+const maxLoopLogs = 16
+
+// logLoops reports the prefixes that entered or left a resolution loop.
+func (w *writer) logLoops(now map[netip.Prefix]struct{}) {
+	logged := 0
+	for p := range now {
+		if _, was := w.loops[p]; !was {
+			if logged++; logged <= maxLoopLogs {
+				w.cfg.log.Warn("next-hop resolution loop", "prefix", p, "reason", ReasonLoop.String())
+			}
+		}
+	}
+	for p := range w.loops {
+		if _, is := now[p]; !is {
+			if logged++; logged <= maxLoopLogs {
+				w.cfg.log.Info("next-hop resolution loop gone", "prefix", p)
+			}
+		}
+	}
+	if logged > maxLoopLogs {
+		w.cfg.log.Warn("more next-hop resolution loops changed than logged",
+			"reason", fmt.Sprintf("%d changed, %d logged", logged, maxLoopLogs))
+	}
+	w.loops = now
 }
 
 // retargetMoved re-targets the tracked next hops inside prefixes that

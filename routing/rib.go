@@ -206,6 +206,7 @@ type writer struct {
 	tracks   map[netip.Addr]*track
 	trackTbl bart.Table[*track] // tracked next hops as host prefixes
 	targets  map[*dest]struct{}
+	loops    map[netip.Prefix]struct{} // targets in a resolution loop, last logged
 	dests    map[*dest]struct{}
 	paths    int
 	batches  uint64
