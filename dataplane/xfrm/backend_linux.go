@@ -576,6 +576,10 @@ func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.removeAllLocked()
+	for id, s := range b.inst.states { // what the kernel refused to remove
+		s.keys.Wipe()
+		delete(b.inst.states, id)
+	}
 	wipeSAs(b.sas)
 	b.sas = nil
 	b.closeHandles()
@@ -590,6 +594,7 @@ func (b *Backend) removeAllLocked() error {
 func (b *Backend) closeHandles() {
 	if b.stat != nil {
 		b.stat.Close()
+		b.stat = nil
 	}
 	if b.h != nil {
 		b.h.Close()

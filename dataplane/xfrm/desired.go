@@ -106,7 +106,7 @@ func compute(in *inputs) (*desired, error) {
 
 	// Remote ESP endpoints of the group tunnels, from the FIB.
 	endpoints := make(map[routing.Tunnel]map[netip.Addr]uint16)
-	for p, nh := range in.routes {
+	for _, nh := range in.routes {
 		if nh.Tunnel == 0 || nh.Local || !nh.Endpoint.IsValid() || local[nh.Endpoint.Addr()] {
 			continue
 		}
@@ -119,7 +119,7 @@ func compute(in *inputs) (*desired, error) {
 		if old, seen := m[addr]; seen && old != port {
 			// One state per (address, SPI): the higher port wins, which
 			// prefers ESP-in-UDP (it crosses NATs) over raw ESP.
-			d.problem(p, "endpoint %v: routes ask for ports %d and %d (prefix %v); using %d", addr, old, port, p, max(old, port))
+			d.problem(netip.PrefixFrom(addr, addr.BitLen()), "endpoint %v: routes ask for ports %d and %d; using %d", addr, min(old, port), max(old, port), max(old, port))
 			port = max(old, port)
 		}
 		m[addr] = port

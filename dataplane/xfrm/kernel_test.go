@@ -1,3 +1,5 @@
+//go:build linux
+
 package xfrm
 
 import (
@@ -202,15 +204,11 @@ func listenEncap(t *testing.T, ns *testenv.Netns) []*net.UDPConn {
 
 // keyset is the keys of one run: the group SA and the CHILD_SA pair.
 type keyset struct {
-	group        esp.Keys
-	childAB      esp.Keys // a → b
-	childBA      esp.Keys // b → a
-	byspi        map[uint32]esp.Keys
-	groupReplay  int
-	childReplay  int
-	groupSuite   transform.ESP
-	childSuite   transform.ESP
-	nextGroupSPI uint32
+	group       esp.Keys
+	childAB     esp.Keys // a → b
+	childBA     esp.Keys // b → a
+	byspi       map[uint32]esp.Keys
+	childReplay int
 }
 
 func randomKeys(t *testing.T, spi uint32, suite transform.ESP) esp.Keys {

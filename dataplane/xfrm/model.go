@@ -3,6 +3,7 @@ package xfrm
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"net/netip"
 
 	"github.com/mpsa-vpn/mpsa/esp"
@@ -24,6 +25,8 @@ type stateID struct {
 	dst netip.Addr
 	spi uint32
 }
+
+func (a stateID) String() string { return fmt.Sprintf("SPI %08x to %v", a.spi, a.dst) }
 
 func (a stateID) compare(b stateID) int {
 	if c := a.dst.Compare(b.dst); c != 0 {
