@@ -127,6 +127,11 @@ func (s *Speaker) State() State {
 // Stats returns the counters.
 func (s *Speaker) Stats() Stats { return s.stats.snapshot() }
 
+// Routes returns the number of routes learned (Stats().RoutesLearned,
+// cheaper). A sink may call it from Upsert: the count already includes the
+// route being upserted.
+func (s *Speaker) Routes() int { return int(max(s.stats.routes.Load(), 0)) }
+
 func (s *Speaker) setState(st State, reason string) {
 	s.mu.Lock()
 	old := s.state

@@ -1,0 +1,230 @@
+// Command bgpbench runs the BGP load test against one route reflector:
+// bare GoBGP (rr-gobgp), our hub (rr-hub, plain or restarting) or BIRD 2.
+// The reflector runs as its own process so its CPU time and RSS are its
+// own; the simulated CPEs (package loadgen) run in this one. It prints one
+// result line.
+//
+//	bgpbench -rr gobgp -bin ./bin -n 1000 -k 4
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/bench/bgp/loadgen"
+)
+
+func main() {
+	kind := flag.String("rr", "gobgp", "route reflector: gobgp, hub, hub-restarting, bird")
+	bin := flag.String("bin", "./bin", "directory with rr-gobgp and rr-hub")
+	n := flag.Int("n", 1000, "simulated CPEs")
+	k := flag.Int("k", 4, "prefixes per CPE (half IPv4, half IPv6)")
+	port := flag.Int("port", 11179, "route reflector port on 127.0.0.1")
+	timeout := flag.Duration("timeout", 15*time.Minute, "give up after")
+	phased := flag.Bool("phased", false, "establish every session first, then let every CPE announce at once")
+	flag.Parse()
+	if err := run(*kind, *bin, *n, *k, *port, *timeout, *phased); err != nil {
+		fmt.Fprintln(os.Stderr, "bgpbench:", err)
+		os.Exit(1)
+	}
+}
+
+type rrProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	dir   string
+}
+
+func startRR(kind, bin string, n, port int) (*rrProc, error) {
+	p := &rrProc{}
+	switch kind {
+	case "gobgp":
+		p.cmd = exec.Command(filepath.Join(bin, "rr-gobgp"), "-port", strconv.Itoa(port))
+	case "hub", "hub-restarting":
+		p.cmd = exec.Command(filepath.Join(bin, "rr-hub"), "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"-n", strconv.Itoa(n), "-restarting="+strconv.FormatBool(kind == "hub-restarting"))
+	case "bird":
+		dir, err := os.MkdirTemp("", "bgpbench-bird")
+		if err != nil {
+			return nil, err
+		}
+		p.dir = dir
+		conf := fmt.Sprintf(`
+router id 10.255.255.1;
+template bgp cpe {
+  local 127.0.0.1 port %d as 65000;
+  neighbor range 127.0.0.0/8 as 65000;
+  rr client;
+  rr cluster id 10.255.255.1;
+  hold time 240;
+  ipv4 { import all; export all; };
+  ipv6 { import all; export all; extended next hop on; };
+}
+protocol bgp dyn from cpe { dynamic name "cpe"; }
+`, port)
+		if err := os.WriteFile(filepath.Join(dir, "bird.conf"), []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		p.cmd = exec.Command("bird", "-f", "-c", filepath.Join(dir, "bird.conf"), "-s", filepath.Join(dir, "bird.ctl"))
+	default:
+		return nil, fmt.Errorf("unknown route reflector %q", kind)
+	}
+	p.cmd.Stderr = os.Stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if kind == "bird" {
+		go io.Copy(io.Discard, out)
+		// BIRD has no readiness signal: wait for its listener.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				p.stop()
+				return nil, fmt.Errorf("bird does not listen: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return p, nil
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		p.stop()
+		return nil, fmt.Errorf("%s did not start: %q %v", kind, line, err)
+	}
+	go io.Copy(io.Discard, out)
+	return p, nil
+}
+
+func (p *rrProc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	if p.dir != "" {
+		os.RemoveAll(p.dir)
+	}
+}
+
+// cpu returns the process's user+system CPU time.
+func cpu(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
+}
+
+// rss returns VmRSS and VmHWM in MiB.
+func rss(pid int) (cur, peak float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = v / 1024
+		case "VmHWM:":
+			peak = v / 1024
+		}
+	}
+	return cur, peak
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) error {
+	rr, err := startRR(kind, bin, n, port)
+	if err != nil {
+		return err
+	}
+	defer rr.stop()
+	pid := rr.cmd.Process.Pid
+	cpu0, _ := cpu(pid)
+	self0 := selfCPU()
+
+	cpes, err := loadgen.Start(loadgen.Config{N: n, K: k, Hub: fmt.Sprintf("127.0.0.1:%d", port), Phased: phased})
+	if err != nil {
+		return err
+	}
+	defer cpes.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var up time.Duration
+	if phased {
+		if up, err = cpes.WaitEstablished(ctx); err != nil {
+			return err
+		}
+		cpu0, _ = cpu(pid)
+		self0 = selfCPU()
+		cpes.Advertise()
+	}
+	up2, mesh, err := cpes.WaitFullMesh(ctx)
+	if err != nil {
+		return err
+	}
+	if !phased {
+		up = up2
+	}
+	cpu1, _ := cpu(pid)
+	self1 := selfCPU()
+	rssMesh, _ := rss(pid)
+	inc, err := cpes.Incremental(ctx)
+	if err != nil {
+		return err
+	}
+	rssNow, hwm := rss(pid)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mode := "storm"
+	if phased {
+		mode = "phased"
+	}
+	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs\n",
+		kind, mode, n, k, up.Seconds(), mesh.Seconds(), float64(inc.Microseconds())/1000,
+		(cpu1 - cpu0).Seconds(), float64((cpu1-cpu0).Microseconds())/float64(n*(n-1)*k),
+		rssMesh, rssNow, hwm, (self1 - self0).Seconds())
+	return nil
+}

@@ -1,0 +1,62 @@
+// Command rr-gobgp is the bare GoBGP v3 route reflector of the BGP
+// benchmark: an embedded BgpServer with a dynamic-neighbor range of route
+// reflector clients for IPv4 and IPv6 unicast, GoBGP's own logger at Warn,
+// nothing of ours. It prints "ready" when listening and runs until its
+// standard input closes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	api "github.com/osrg/gobgp/v3/api"
+	gblog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1", "listen address")
+	port := flag.Int("port", 11179, "listen port")
+	dynamic := flag.String("dynamic", "127.0.0.0/8", "dynamic neighbor range")
+	flag.Parse()
+	if err := run(*listen, *port, *dynamic); err != nil {
+		fmt.Fprintln(os.Stderr, "rr-gobgp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(listen string, port int, dynamic string) error {
+	lg := gblog.NewDefaultLogger()
+	lg.SetLevel(gblog.WarnLevel)
+	s := server.NewBgpServer(server.LoggerOption(lg))
+	go s.Serve()
+	ctx := context.Background()
+	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: 65000, RouterId: "10.255.255.1", ListenPort: int32(port), ListenAddresses: []string{listen}}}); err != nil {
+		return err
+	}
+	var afis []*api.AfiSafi
+	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+		afis = append(afis, &api.AfiSafi{Config: &api.AfiSafiConfig{
+			Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}, Enabled: true}})
+	}
+	if err := s.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: &api.PeerGroup{
+		Conf:           &api.PeerGroupConf{PeerGroupName: "cpe", PeerAsn: 65000},
+		RouteReflector: &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: "10.255.255.1"},
+		AfiSafis:       afis,
+		Timers:         &api.Timers{Config: &api.TimersConfig{HoldTime: 240, KeepaliveInterval: 80}},
+	}}); err != nil {
+		return err
+	}
+	if err := s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
+		Prefix: dynamic, PeerGroup: "cpe"}}); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	s.Stop()
+	return nil
+}

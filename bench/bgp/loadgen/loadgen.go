@@ -1,0 +1,227 @@
+// Package loadgen simulates many CPEs against a route reflector, in one
+// process: CPE i is a bgp/speaker (GoBGP's wire codec only) connecting from
+// its own loopback address (scenario.CPEAddr), advertising K prefixes with
+// its endpoint. It measures the time until every CPE holds every other
+// CPE's prefixes (full mesh), and the time one new prefix takes to reach
+// every other CPE (incremental).
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mpsa-vpn/mpsa/bench/bgp/scenario"
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
+	"github.com/mpsa-vpn/mpsa/routing"
+)
+
+// Config of a run.
+type Config struct {
+	N, K        int
+	Hub         string // route reflector address host:port
+	MaxInFlight int    // concurrent connection attempts (128 if zero)
+	HoldTime    time.Duration
+	// Phased connects every CPE without prefixes first; Advertise then
+	// makes all of them announce at once. Without it every CPE announces as
+	// soon as its session is up (a connect-and-advertise storm, as after a
+	// hub restart).
+	Phased bool
+	Logger *slog.Logger
+}
+
+// CPEs is a running set of simulated CPEs.
+type CPEs struct {
+	cfg      Config
+	start    time.Time // measurements are relative to it (moved by Advertise)
+	speakers []*speaker.Speaker
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	established atomic.Int64
+	allUp       chan struct{}
+	upAt        atomic.Int64 // ns since start when the last session came up
+
+	target    int // routes each CPE must hold for the full mesh
+	converged atomic.Int64
+	allDone   chan struct{}
+	doneAt    atomic.Int64
+
+	incPrefix  atomic.Pointer[netip.Prefix]
+	incLeft    atomic.Int64
+	incDone    chan struct{}
+	incStartNs atomic.Int64
+	incDoneAt  atomic.Int64
+}
+
+// sink counts, per CPE, when it reached the full mesh, and watches for the
+// incremental prefix. It stores nothing: the speaker's own RIB counts routes.
+type sink struct {
+	c       *CPEs
+	sp      *speaker.Speaker
+	done    atomic.Bool
+	seenInc atomic.Bool
+}
+
+func (s *sink) Upsert(r routing.Route) error {
+	c := s.c
+	if !s.done.Load() && s.sp.Routes() >= c.target {
+		if s.done.CompareAndSwap(false, true) && c.converged.Add(1) == int64(c.cfg.N) {
+			c.doneAt.Store(int64(time.Since(c.start)))
+			close(c.allDone)
+		}
+	}
+	if p := c.incPrefix.Load(); p != nil && r.Prefix == *p && s.seenInc.CompareAndSwap(false, true) {
+		if c.incLeft.Add(-1) == 0 {
+			c.incDoneAt.Store(int64(time.Since(c.start)))
+			close(c.incDone)
+		}
+	}
+	return nil
+}
+
+func (s *sink) Withdraw(netip.Prefix, netip.Addr) error { return nil }
+func (s *sink) WithdrawPeer(netip.Addr)                 {}
+
+// Start starts n CPE speakers; they connect at once (at most MaxInFlight
+// connection attempts at a time).
+func Start(cfg Config) (*CPEs, error) {
+	if cfg.N < 2 || cfg.N > scenario.MaxCPEs || cfg.K < 1 || cfg.K > 15 {
+		return nil, fmt.Errorf("loadgen: N=%d K=%d out of range", cfg.N, cfg.K)
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 128
+	}
+	if cfg.HoldTime == 0 {
+		cfg.HoldTime = 240 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &CPEs{
+		cfg: cfg, allUp: make(chan struct{}), allDone: make(chan struct{}), incDone: make(chan struct{}),
+		target: (cfg.N - 1) * cfg.K,
+	}
+	sem := make(chan struct{}, cfg.MaxInFlight)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	for i := range cfg.N {
+		local := &net.TCPAddr{IP: scenario.CPEAddr(i).AsSlice()}
+		d := net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
+		sk := &sink{c: c}
+		var once sync.Once
+		sp, err := speaker.New(speaker.Config{
+			ASN: scenario.ASN, RouterID: scenario.CPEAddr(i),
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				return d.DialContext(ctx, "tcp", cfg.Hub)
+			},
+			Prefixes: prefixes(cfg, i), Endpoint: scenario.Endpoint(i),
+			Sink: sk, HoldTime: cfg.HoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
+			OnState: func(st speaker.State) {
+				if st == speaker.StateEstablished {
+					once.Do(func() {
+						if c.established.Add(1) == int64(cfg.N) {
+							c.upAt.Store(int64(time.Since(c.start)))
+							close(c.allUp)
+						}
+					})
+				}
+			},
+			Logger: cfg.Logger,
+		})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		sk.sp = sp
+		c.speakers = append(c.speakers, sp)
+	}
+	c.start = time.Now()
+	for _, sp := range c.speakers {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			sp.Run(ctx)
+		}()
+	}
+	return c, nil
+}
+
+func prefixes(cfg Config, i int) []netip.Prefix {
+	if cfg.Phased {
+		return nil
+	}
+	return scenario.Prefixes(i, cfg.K)
+}
+
+// WaitEstablished waits until every session is up and returns how long
+// that took.
+func (c *CPEs) WaitEstablished(ctx context.Context) (time.Duration, error) {
+	select {
+	case <-c.allUp:
+		return time.Duration(c.upAt.Load()), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("loadgen: %d/%d established: %w", c.established.Load(), c.cfg.N, ctx.Err())
+	}
+}
+
+// Advertise makes every CPE announce its prefixes now (Phased mode); the
+// full-mesh time is measured from here.
+func (c *CPEs) Advertise() {
+	c.start = time.Now()
+	for i, sp := range c.speakers {
+		sp.SetPrefixes(scenario.Prefixes(i, c.cfg.K))
+	}
+}
+
+// Result of a run.
+type Result struct {
+	AllEstablished time.Duration // until every session was up
+	FullMesh       time.Duration // until every CPE held (N-1)*K routes
+	Incremental    time.Duration // one new prefix to all N-1 others
+}
+
+// WaitFullMesh waits for every CPE to hold every other CPE's routes.
+func (c *CPEs) WaitFullMesh(ctx context.Context) (up, mesh time.Duration, err error) {
+	select {
+	case <-c.allDone:
+	case <-ctx.Done():
+		return 0, 0, fmt.Errorf("loadgen: full mesh not reached: %d/%d established, %d/%d converged: %w",
+			c.established.Load(), c.cfg.N, c.converged.Load(), c.cfg.N, ctx.Err())
+	}
+	select {
+	case <-c.allUp:
+	default:
+	}
+	return time.Duration(c.upAt.Load()), time.Duration(c.doneAt.Load()), nil
+}
+
+// Incremental makes CPE 0 announce one more prefix and waits until every
+// other CPE has it.
+func (c *CPEs) Incremental(ctx context.Context) (time.Duration, error) {
+	p := scenario.Prefix(0, c.cfg.K)
+	c.incLeft.Store(int64(c.cfg.N - 1))
+	c.incPrefix.Store(&p)
+	t0 := time.Since(c.start)
+	c.speakers[0].SetPrefixes(scenario.Prefixes(0, c.cfg.K+1))
+	select {
+	case <-c.incDone:
+		return time.Duration(c.incDoneAt.Load()) - t0, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("loadgen: incremental prefix reached only %d of %d: %w",
+			int64(c.cfg.N-1)-c.incLeft.Load(), c.cfg.N-1, ctx.Err())
+	}
+}
+
+// Stop ends every speaker.
+func (c *CPEs) Stop() {
+	c.cancel()
+	c.wg.Wait()
+}
