@@ -3,8 +3,9 @@
 // SA, for 1,000 and 10,000 CPEs (target: 1 s for 10,000), and the hub's
 // heap per connected CPE (IKE SA + MPSA state, BGP aside; target: 16 KiB).
 //
-// The hub (package hub with the in-memory data plane) runs in the
-// benchmark's process. The CPEs run in child processes (this test binary
+// The hub (package hub, its data plane one that validates every State and
+// keeps nothing, so a backend's per-SA cipher state is not counted) runs in
+// the benchmark's process. The CPEs run in child processes (this test binary
 // again, see RunChildIfAsked): each CPE is an ike.Manager initiator with its
 // own identity and loopback sockets and an mpsa.Member that checks and
 // derives every MPSA_PUT, as mpsa-cpe does; at most MaxCPEsPerChild per

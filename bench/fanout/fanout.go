@@ -17,7 +17,6 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/dataplane"
-	"github.com/mpsa-vpn/mpsa/dataplane/memory"
 	"github.com/mpsa-vpn/mpsa/hub"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/auth"
@@ -105,11 +104,10 @@ func Start(ctx context.Context, n int) (*Setup, error) {
 		return nil, err
 	}
 	s.Clock = iketest.NewClock(time.Now())
-	dp := memory.New()
 	h, err := hub.New(cfg, slog.New(slog.DiscardHandler),
-		hub.WithDataplane(func(*routing.FIB, []netip.Prefix) (dataplane.Backend, error) { return dp, nil }),
+		hub.WithDataplane(func(*routing.FIB, []netip.Prefix) (dataplane.Backend, error) { return &discard{}, nil }),
 		hub.WithIKEPorts(0, 0), hub.WithClock(s.Clock), hub.WithoutStatusSocket(), hub.WithoutMetrics(),
-		hub.WithShutdownTimeout(time.Millisecond),
+		hub.WithShutdownTimeout(time.Millisecond), hub.WithoutBGP(),
 		// Liveness checks and IKE rekeys are not part of the measurement.
 		hub.WithIKEConfig(func(c *ike.Config) { c.DPDInterval, c.IKERekeyTime, c.ChildRekeyTime = 0, -1, -1 }))
 	if err != nil {
@@ -371,3 +369,24 @@ func newCPE(i int, nattPort uint16) (*ike.Manager, error) {
 	}
 	return m, nil
 }
+
+// discard is a data plane that checks each State as every backend does and
+// keeps nothing: the heap measured is the hub's (IKE SAs, MPSA state, its
+// own record of the CHILD_SAs), not a backend's per-SA cipher state.
+type discard struct {
+	mu  sync.Mutex
+	sas int
+}
+
+func (d *discard) Set(st *dataplane.State) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.sas = len(st.SAs)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *discard) Stats() dataplane.Stats { return dataplane.Stats{} }
+func (d *discard) Close() error           { return nil }

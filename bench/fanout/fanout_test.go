@@ -2,13 +2,17 @@ package fanout
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 )
+
+var cpuProfile = flag.String("fanout.cpuprofile", "", "write a CPU profile of the hub during the rekeys (not the connects) to this file")
 
 func TestMain(m *testing.M) {
 	RunChildIfAsked()
@@ -62,6 +66,15 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			defer s.Close()
 			var rekey, anchor time.Duration
+			if *cpuProfile != "" {
+				f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProfile, n))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
 			for b.Loop() {
 				r, err := s.Rekey(ctx)
 				if err != nil {
