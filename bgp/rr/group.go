@@ -133,7 +133,11 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 			return nil, fmt.Errorf("rr: group %s: %w", gc.Name, err)
 		}
 	}
-	g.log.Info("route reflector started", "local", gc.Listen[0].String(), "restarting", gc.Restarting)
+	if gc.Restarting {
+		g.log.Info("route reflector started as a restarting speaker", "local", gc.Listen[0].String())
+	} else {
+		g.log.Info("route reflector started", "local", gc.Listen[0].String())
+	}
 	return g, nil
 }
 
@@ -391,8 +395,7 @@ func (g *group) cpeUp(ctx context.Context, c CPE) error {
 	}
 	g.cpes[c.Overlay] = cs
 	g.byID[c.ID] = cs
-	g.log.Info("CPE registered", "id", c.ID, "peer", c.Overlay.String(), "endpoint", c.Endpoint.String(),
-		"prefixes", len(c.Prefixes))
+	g.log.Info("CPE registered", "id", c.ID, "peer", c.Overlay.String(), "endpoint", c.Endpoint.String())
 	return nil
 }
 
@@ -511,8 +514,7 @@ func (g *group) peerStateLocked(ctx context.Context, st *api.PeerState) {
 		}
 		g.stopRestartLocked(c)
 		g.learnGRLocked(ctx, c)
-		g.log.Info("CPE BGP session established", "id", c.ID, "peer", c.Overlay.String(), "state", "ESTABLISHED",
-			"graceful_restart", c.grTime > 0)
+		g.log.Info("CPE BGP session established", "id", c.ID, "peer", c.Overlay.String(), "state", "ESTABLISHED")
 		if len(c.grFamilies) == 0 {
 			// Without GR there is no End-of-RIB to wait for.
 			c.synced = true

@@ -76,7 +76,7 @@ func (g *group) startSync(ctx context.Context) error {
 		DeferEndOfRIB: true,
 		MinBackoff:    50 * time.Millisecond,
 		MaxBackoff:    time.Second,
-		Logger:        g.log.With("sync", true),
+		Logger:        g.log.With("id", "hub-sync"),
 	})
 	if err != nil {
 		return err
@@ -127,7 +127,7 @@ func (g *group) endDeferralLocked(reason string) {
 			n++
 		}
 	}
-	g.log.Info("restart deferral ended, sending routes", "reason", reason, "cpes", len(g.byID), "synced", n)
+	g.log.Info("restart deferral ended, sending routes", "reason", fmt.Sprintf("%s (%d of %d CPEs synced)", reason, n, len(g.byID)))
 	if g.sync != nil {
 		g.sync.sp.SendEndOfRIB()
 	}

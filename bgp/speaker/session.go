@@ -516,8 +516,7 @@ func (ss *session) established(ctx context.Context) error {
 	ss.establishedAt = time.Now()
 	sp.stats.established.Add(1)
 	sp.setState(StateEstablished, "")
-	ss.log.Info("bgp session established", "id", ss.peerID.String(), "hold_time", ss.hold.String(),
-		"families", len(ss.families), "graceful_restart", ss.peerGR != nil)
+	ss.log.Info("bgp session established", "id", ss.peerID.String(), "hold_time", ss.hold.String())
 	ss.adoptRIB()
 
 	if err := ss.syncAdvertised(true); err != nil {

@@ -43,8 +43,7 @@ func (a *Logger) log(lvl slog.Level, msg string, f gobgplog.Fields) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	args := make([]any, 0, 2*len(keys)+2)
-	args = append(args, "gobgp", true)
+	args := make([]any, 0, 2*len(keys))
 	for _, k := range keys {
 		args = append(args, "gobgp_"+k, f[k])
 	}
