@@ -167,9 +167,18 @@ func (h *Hub) childUp(ev ike.Event) {
 	c.children = append(c.children, cs)
 	h.routesLocked(c)
 	h.mu.Unlock()
-	if h.keylog != nil {
-		h.keylog.ESPSA(ch.Remote.Addr(), ch.Local.Addr(), &cs.in)
-		h.keylog.ESPSA(ch.Local.Addr(), ch.Remote.Addr(), &cs.out)
+	if h.keylog != nil && h.Config().KeyExport.ESP != "" {
+		// Outer addresses as a capture on the hub sees them; behind a
+		// wildcard socket the local one is unknown ("*").
+		local := ch.Local.Addr()
+		if local.IsUnspecified() {
+			local = netip.Addr{}
+		}
+		for _, err := range []error{h.keylog.ESPSA(ch.Remote.Addr(), local, &cs.in), h.keylog.ESPSA(local, ch.Remote.Addr(), &cs.out)} {
+			if err != nil {
+				h.log.Debug("ESP keys not exported", "esp_spi", ops.SPI32(cs.in.SPI), "err", err)
+			}
+		}
 	}
 	h.applyNow()
 }

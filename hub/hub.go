@@ -20,6 +20,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/keylog"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/mpsa"
 	"github.com/mpsa-vpn/mpsa/routing"
@@ -156,10 +157,10 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 		return nil, err
 	}
 	if cfg.KeyExport.IKE != "" || cfg.KeyExport.ESP != "" {
-		// The IKE table waits for the engine's key log hook (ike/NEEDS.md).
-		if h.keylog, err = keylog.Create("", cfg.KeyExport.ESP); err != nil {
+		if h.keylog, err = keylog.Create(cfg.KeyExport.IKE, cfg.KeyExport.ESP); err != nil {
 			return nil, fmt.Errorf("hub: key_export: %w", err)
 		}
+		h.log.Warn("writing IKE and ESP keys for Wireshark", "reason", "key_export configured")
 	}
 
 	h.fib = routing.New(routing.WithLogger(logger))
@@ -241,6 +242,13 @@ func (h *Hub) openIKE(cfg *configs.Hub, prov *provisioning) error {
 		DPDInterval:   DefaultDPDInterval,
 		Logger:        h.root,
 		Rand:          h.opts.rand,
+	}
+	if h.keylog != nil && cfg.KeyExport.IKE != "" {
+		ic.KeyLog = func(spiI, spiR uint64, k *suite.IKEKeys) {
+			if err := h.keylog.IKESA(spiI, spiR, k); err != nil {
+				h.log.Debug("IKE keys not exported", append(ops.IKESPIs(spiI, spiR), "err", err)...)
+			}
+		}
 	}
 	if h.opts.ikeClock != nil {
 		ic.Clock = h.opts.ikeClock

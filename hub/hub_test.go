@@ -3,6 +3,9 @@ package hub
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"net/netip"
 	"strings"
 	"testing"
@@ -214,6 +217,50 @@ func TestRefused(t *testing.T) {
 	c.mustConnect(th, false)
 	if err := c.waitPut(); err != nil {
 		t.Fatal(err)
+	}
+	// A PSK CPE of the same hub, which has a certificate, authenticates
+	// both ways with its PSK.
+	p := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
+	p.mustConnect(th, false)
+	if err := p.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyExport: with key_export set, the hub writes every IKE SA's and
+// CHILD_SA's keys in Wireshark's tables, files of mode 0600.
+func TestKeyExport(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	dir := t.TempDir()
+	cfg.KeyExport = configs.KeyExportConfig{IKE: filepath.Join(dir, "ikev2_decryption_table"), ESP: filepath.Join(dir, "esp_sa")}
+	th := startHub(t, cfg)
+	c := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
+	c.mustConnect(th, false)
+	if err := c.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+	i := c.sa.Info()
+	ikeTable, err := os.ReadFile(cfg.KeyExport.IKE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%016x,%016x,", i.SPIi, i.SPIr); !strings.HasPrefix(string(ikeTable), want) {
+		t.Errorf("IKE table %q, want a line starting %q", ikeTable, want)
+	}
+	espTable, err := os.ReadFile(cfg.KeyExport.ESP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spi := range []uint32{i.Children[0].InSPI, i.Children[0].OutSPI} {
+		if want := fmt.Sprintf(`"0x%08x"`, spi); !strings.Contains(string(espTable), want) {
+			t.Errorf("ESP table lacks SPI %s:\n%s", want, espTable)
+		}
+	}
+	for _, f := range []string{cfg.KeyExport.IKE, cfg.KeyExport.ESP} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v", f, fi.Mode(), err)
+		}
 	}
 }
 
