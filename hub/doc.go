@@ -11,8 +11,8 @@
 // Tests build hubs with options instead of configuration for what they need
 // to control: the data plane (WithDataplane, e.g. dataplane/memory), clocks
 // (WithClock, WithIKEClock), randomness (WithRand), free ports on loopback
-// (WithIKEPorts) and the route reflector (WithReflector). There is no
-// package-level state: several hubs run side by side in one test binary.
+// (WithIKEPorts, WithBGPPort, WithGRPC) and BGP at all (WithoutBGP). There is
+// no package-level state: several hubs run side by side in one test binary.
 // Changed announces every change of state, so tests wait on it.
 //
 // # A CPE's life
@@ -36,10 +36,26 @@
 //     group before LIFE ends and retries until the CPE answers or its IKE SA
 //     dies. Its state (state_dir/groups.db, 0600) survives restarts: a
 //     restarted hub sends the CPEs the SA they already hold.
-//  5. The route reflector is told the CPE is up, with its overlay address,
-//     the ESP endpoint the hub enforces (its IKE SA's outer address) and
-//     the prefixes it may advertise; its routes are withdrawn when its last
-//     IKE SA goes.
+//  5. The route reflector (bgp/rr: a GoBGP instance per group on the hub's
+//     overlay addresses, port 179) is told the CPE is up, with its overlay
+//     address (IPv4 if it has one: its iBGP session must come from it), the
+//     ESP endpoint the hub enforces (its IKE SA's outer address, with the
+//     port when ESP is UDP-encapsulated) and the prefixes it may advertise;
+//     its routes are withdrawn when its last IKE SA goes.
+//
+// # Restarts
+//
+// Nothing a CPE needs is lost when the hub stops or dies: the group SAs
+// (groups.db) and the overlay leases (leases.db) are stored, so the restarted
+// hub hands out the same SA and addresses and the CPEs' data planes do not
+// change. The lease store also marks which CPEs were connected; after a
+// restart each group with such CPEs starts its route reflector as a
+// restarting speaker (RFC 4724) with those CPEs registered, so the CPEs keep
+// the routes they learned and the hub sends its table only once all of them
+// are back (or after the deferral time); CPEs of the last run that do not
+// come back are withdrawn after that. A hub that stops (SIGTERM) deletes
+// the CPEs' IKE SAs and ends BGP with Cease / Administrative Reset, which
+// the CPEs treat as a graceful restart.
 //
 // A reload (SIGHUP) applies the configuration's diff without touching the
 // other CPEs: see Reload.
@@ -58,6 +74,11 @@
 // # Operations
 //
 // `mpsa-hub status [sas|groups|cpes|bgp|routes]` reads the views through the
-// status socket (internal/ops); Prometheus metrics are served on
-// metrics.listen (see metrics.go for the names).
+// status socket (internal/ops); Prometheus metrics (mpsa_hub_*: IKE SAs and
+// drops by reason, rekeys, the MPSA_PUT acknowledgement latency histogram,
+// the share of connected CPEs on the current group SA, BGP sessions, routes
+// and filtered announcements, data plane packets and drops by reason) are
+// served on metrics.listen. bgp.grpc_listen serves the first group's GoBGP
+// API for the stock gobgp CLI; the n-th group's is n-1 ports above it.
+// key_export writes Wireshark's ikev2_decryption_table and esp_sa (0600).
 package hub
