@@ -139,12 +139,16 @@ func (f *FIB) publishLocked() {
 func (f *FIB) publishSlots(s int) {
 	w, sd := f.w, &f.sides[s]
 	if n := len(w.slots); len(sd.pub) < n {
-		c := max(n, 2*len(sd.pub), 64)
-		pub := make([]published, n, c)
-		copy(pub, sd.pub)
-		multi := make([]*resolution, n, c)
-		copy(multi, sd.multi)
-		sd.pub, sd.multi = pub, multi
+		if cap(sd.pub) >= n {
+			sd.pub, sd.multi = sd.pub[:n], sd.multi[:n]
+		} else {
+			c := max(n, 2*len(sd.pub), 64)
+			pub := make([]published, n, c)
+			copy(pub, sd.pub)
+			multi := make([]*resolution, n, c)
+			copy(multi, sd.multi)
+			sd.pub, sd.multi = pub, multi
+		}
 	}
 	for _, sl := range w.pubs {
 		r := sl.res()

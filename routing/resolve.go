@@ -290,6 +290,13 @@ func (w *writer) propagate() {
 // when collect is set).
 func (w *writer) finish(collect bool) []Change {
 	var out []Change
+	if collect {
+		n := w.touchBuf.n
+		for _, g := range w.changed {
+			n += g.members.live()
+		}
+		out = make([]Change, 0, n)
+	}
 	w.touchBuf.each(func(t *touch) {
 		p := t.p
 		var now []NextHop
