@@ -46,6 +46,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 EXTRA=("$@")
+# strongswan-loadtest.sh --pin puts charon's responder on CPU 0 and the load-tester on CPU 1: ours too
+PINRESP=""
+for a in "${EXTRA[@]}"; do [ "$a" = --pin ] && PINRESP="taskset -c 0"; done
 TAG=${TAG:-$IKE}
 [ "$(id -u)" = 0 ] || ssw_die "needs root (network namespaces)"
 [ -f /usr/lib/ipsec/plugins/libstrongswan-load-tester.so ] || "$HERE/strongswan/install.sh"
@@ -75,7 +78,7 @@ run_charon() {
 run_mpsa() { # $1 = profile file or ""
 	local prof=() log="$WORK/responder.log"
 	[ -n "$1" ] && prof=(-cpuprofile "$1")
-	ip netns exec "$RNS" "$WORK/ikerate-responder" -listen "$RADDR" -ike "$IKE" -esp "$ESP" \
+	$PINRESP ip netns exec "$RNS" "$WORK/ikerate-responder" -listen "$RADDR" -ike "$IKE" -esp "$ESP" \
 		-rcvbuf "$RCVBUF" "${prof[@]}" > "$log" 2>&1 &
 	RPID=$!
 	local i
