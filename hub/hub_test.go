@@ -241,6 +241,8 @@ func TestKeyExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := c.sa.Info()
+	// The keys are written before the CHILD_SA goes into the data plane.
+	th.waitFor("the CHILD_SA in the data plane", func() bool { _, ok := th.dp.Inbound(i.Children[0].OutSPI); return ok })
 	ikeTable, err := os.ReadFile(cfg.KeyExport.IKE)
 	if err != nil {
 		t.Fatal(err)
