@@ -6,21 +6,30 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mpsa-vpn/mpsa/configs"
 )
 
 // Fields are the attribute keys docs/LOGGING.md fixes, besides slog's own
-// time, level and msg. Add a field there before logging it.
+// time, level and msg. Add a field there before logging it. A name ending
+// in "*" stands for every key with that prefix.
 var Fields = []string{
 	"component", "ike_spi_i", "ike_spi_r", "msgid", "exchange", "esp_spi",
 	"peer", "local", "id", "group", "epoch", "prefix", "endpoint", "reason",
-	"err", "state",
+	"err", "state", "payloads", "routes", "hold_time", "restart_time", "gobgp_*",
 }
 
 // IsField reports whether key is one of Fields.
-func IsField(key string) bool { return slices.Contains(Fields, key) }
+func IsField(key string) bool {
+	return slices.ContainsFunc(Fields, func(f string) bool {
+		if p, ok := strings.CutSuffix(f, "*"); ok {
+			return strings.HasPrefix(key, p)
+		}
+		return f == key
+	})
+}
 
 // Logger is a daemon's root logger with a level that can change at run time
 // (on reload).

@@ -365,16 +365,16 @@ func TestFieldCheck(t *testing.T) {
 	l := slog.New(fc).With("component", "hub")
 	l.Info("ok", "peer", "192.0.2.7:500", "esp_spi", "c0ffee01")
 	l.Info("bad", "spi", 7)
-	l.WithGroup("extra").Info("grouped", "group", "acme")
+	l.WithGroup("extra").Info("grouped", "group", "acme", "gobgp_Topic", "Peer")
 	got := fc.Unknown()
 	if len(got) != 2 || got["spi"] != "bad" || got["extra"] != "(logger group)" {
 		t.Errorf("unknown %v", got)
 	}
-	slog.New(fc).Info("other", "component", "ike", "payloads", "SA KE")
+	slog.New(fc).Info("other", "component", "ike", "pkts", 3)
 	if got := fc.UnknownIn("hub"); len(got) != 2 {
 		t.Errorf("hub's unknown %v", got)
 	}
-	if got := fc.UnknownIn("ike"); len(got) != 1 || got["payloads"] != "other" {
+	if got := fc.UnknownIn("ike"); len(got) != 1 || got["pkts"] != "other" {
 		t.Errorf("ike's unknown %v", got)
 	}
 	if !strings.Contains(buf.String(), "msg=ok") {
