@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/ike"
@@ -106,6 +107,7 @@ func (h *Hub) Reload(cfg *configs.Hub) (configs.HubDiff, error) {
 	}
 
 	h.syncReflector(cfg, diff)
+	h.wipeLater(retiredSecrets(diff))
 	h.log.Info("configuration reloaded", "reason", diff.String())
 	h.notifyChanged()
 	return diff, nil
@@ -128,4 +130,53 @@ func (h *Hub) ReloadFrom(rl *configs.HubReloader) (configs.HubDiff, error) {
 		return configs.HubDiff{}, fmt.Errorf("%w: %w", ErrReloadKept, err)
 	}
 	return h.Reload(rl.Current())
+}
+
+// retiredSecrets are the PSKs a reload retired: of removed CPEs and of CPEs
+// whose PSK changed.
+func retiredSecrets(diff configs.HubDiff) []configs.Secret {
+	var out []configs.Secret
+	for _, c := range diff.CPEsRemoved {
+		if !c.PSK.IsZero() {
+			out = append(out, c.PSK)
+		}
+	}
+	for _, ch := range diff.CPEsChanged {
+		if !ch.Old.PSK.IsZero() && !ch.Old.PSK.Equal(ch.New.PSK) {
+			out = append(out, ch.Old.PSK)
+		}
+	}
+	return out
+}
+
+// wipeLater zeroes retired PSKs once no IKE SA can be using them any more
+// (an IKE_AUTH that looked one up before the reload ends within the
+// half-open timeout), or when the hub closes.
+func (h *Hub) wipeLater(secrets []configs.Secret) {
+	if len(secrets) == 0 {
+		return
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		for i := range secrets {
+			secrets[i].Wipe()
+		}
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		due := make(chan struct{})
+		stop := h.clock.AfterFunc(ike.DefaultHalfOpenTimeout+5*time.Second, func() { close(due) })
+		defer stop()
+		select {
+		case <-due:
+		case <-h.ctx.Done():
+		}
+		for i := range secrets {
+			secrets[i].Wipe()
+		}
+	}()
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -97,6 +98,13 @@ func TestReload(t *testing.T) {
 	if a := th.h.pools.addrs(cpe2Name); len(a) != 0 {
 		t.Errorf("removed cpe2 keeps its lease %v", a)
 	}
+	// Its PSK is wiped once no IKE_AUTH can be using it.
+	var removedPSK configs.Secret
+	for _, c := range cfg.CPEs {
+		if c.Identity.String() == cpe2Name {
+			removedPSK = c.PSK
+		}
+	}
 	if lines := th.logs.lines("deleting IKE SA", "id=fqdn:cpe2.acme.example", "removed from the configuration"); len(lines) == 0 {
 		t.Errorf("no log line for cpe2's removal:\n%s", th.logs.String())
 	}
@@ -143,6 +151,13 @@ func TestReload(t *testing.T) {
 	}
 	if th.h.Config() != next {
 		t.Error("running configuration replaced by a failed reload")
+	}
+	if removedPSK.IsZero() || bytes.Count(removedPSK.Bytes(), []byte{0}) == removedPSK.Len() {
+		t.Fatal("removed PSK wiped too early (or never set)")
+	}
+	th.stop()
+	if bytes.Count(removedPSK.Bytes(), []byte{0}) != removedPSK.Len() {
+		t.Error("removed CPE's PSK not wiped")
 	}
 	if lines := th.logs.lines("configuration not reloaded, keeping the running one", "groups[0].lifetime"); len(lines) == 0 {
 		t.Errorf("no log line for the failed reload")
