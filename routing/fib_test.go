@@ -461,6 +461,11 @@ func TestLookupAllocs(t *testing.T) {
 	b := Route{Prefix: pfx("10.50.0.0/24"), Endpoint: ep2, Peer: peerB, Source: SourceBGP}
 	mustApply(t, f, cpe("100.64.0.1/32", ep1), bgp("10.50.0.0/24", "100.64.0.1", peerA), b,
 		Route{Prefix: pfx("2001:db8::/48"), Endpoint: ep3, Source: SourceStatic})
+	for _, d := range []netip.Addr{{}, addr("::ffff:10.50.0.1"), addr("fe80::1%eth0")} {
+		if nh, ok := f.Lookup(d); ok {
+			t.Fatalf("Lookup(%v) = %+v", d, nh)
+		}
+	}
 	dsts := []netip.Addr{addr("10.50.0.1"), addr("2001:db8::1"), addr("10.99.0.1")}
 	var sink NextHop
 	n := testing.AllocsPerRun(1000, func() {
