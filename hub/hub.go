@@ -74,7 +74,6 @@ type Hub struct {
 	ksWake    chan struct{}
 	applyGen  chan struct{}
 	started   atomic.Bool
-	fatal     chan error
 	closeOnce sync.Once
 
 	// mu guards the following fields.
@@ -121,7 +120,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 	}
 	h := &Hub{
 		log: logger.With("component", "hub"), root: logger, opts: o, clock: o.clock,
-		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1), fatal: make(chan error, 1),
+		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1),
 		conns: map[*ike.SA]*cpeConn{}, byName: map[string][]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{},
 		changed: make(chan struct{}), putAcks: map[uint32]int{}, rrGroups: map[string]rr.GroupConfig{},
 	}
@@ -349,9 +348,8 @@ func (h *Hub) IKEAddrs() (ike, natt []netip.AddrPort) {
 	return ike, natt
 }
 
-// Run receives from CPEs and runs the hub's timers until ctx ends, Close is
-// called or a fatal error happens; then it closes the hub. It returns nil
-// after a shutdown asked for by ctx or Close.
+// Run receives from CPEs and runs the hub's timers until ctx ends or Close
+// is called; then it closes the hub.
 func (h *Hub) Run(ctx context.Context) error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("hub: Run called twice")
@@ -369,15 +367,11 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.ike.AddConn(c.c, c.natt)
 	}
 	h.applyNow()
-	var err error
 	select {
 	case <-ctx.Done():
 	case <-h.ctx.Done():
-	case err = <-h.fatal:
-		h.log.Error("hub stopping", "err", err)
 	}
-	h.Close()
-	return err
+	return h.Close()
 }
 
 // Close stops the hub: the IKE SAs are deleted (CPEs are told, for up to
@@ -442,14 +436,6 @@ func (h *Hub) close() error {
 	}
 	h.log.Info("hub stopped", "state", "STOPPED")
 	return errors.Join(errs...)
-}
-
-// fail stops Run with err.
-func (h *Hub) fail(err error) {
-	select {
-	case h.fatal <- err:
-	default:
-	}
 }
 
 // wakeKeyServer makes routineKeyServer look at NextDeadline again.
