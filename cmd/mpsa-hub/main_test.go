@@ -49,9 +49,13 @@ const waitOK = 20 * time.Second
 
 // hubYAML is a configuration with one group and the CPEs named.
 func hubYAML(dir string, extra string, cpes ...string) string {
+	return hubYAMLAt("127.0.0.1", dir, extra, cpes...)
+}
+
+func hubYAMLAt(listen, dir string, extra string, cpes ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `ike:
-  listen: [127.0.0.1]
+  listen: [%s]
 identity: fqdn:hub.example.net
 groups:
   - name: acme
@@ -74,7 +78,7 @@ log:
   level: debug
 %s
 cpes:
-`, dir, dir, extra)
+`, listen, dir, dir, extra)
 	for i, c := range cpes {
 		fmt.Fprintf(&b, "  - {identity: \"fqdn:%s\", group: acme, psk: %q, prefixes: [10.%d.0.0/24]}\n", c, psk(c), i+1)
 	}
@@ -249,7 +253,7 @@ func TestDaemon(t *testing.T) {
 
 	// A CPE in the namespace connects and receives its group SA.
 	puts := make(chan error, 8)
-	m := newCPE(t, ns, "fqdn:cpe1.acme.example", puts)
+	m := newCPE(t, ns, "fqdn:cpe1.acme.example", puts, "127.0.0.2:0", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitOK)
 	defer cancel()
 	sa, err := m.Initiate(ctx, ike.Connection{Remote: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:500")},
@@ -317,7 +321,7 @@ func TestDaemon(t *testing.T) {
 
 // newCPE is a minimal CPE in ns: an IKE initiator with MPSA that checks
 // each MPSA_PUT it receives.
-func newCPE(t *testing.T, ns *testenv.Netns, id string, puts chan error) *ike.Manager {
+func newCPE(t *testing.T, ns *testenv.Netns, id string, puts chan error, local string, events func(ike.Event)) *ike.Manager {
 	member, err := mpsa.NewMember(mpsa.MemberConfig{Tunnel: 1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +346,9 @@ func newCPE(t *testing.T, ns *testenv.Netns, id string, puts chan error) *ike.Ma
 		},
 		MOBIKE: true,
 		Events: func(ev ike.Event) {
+			if events != nil {
+				events(ev)
+			}
 			if ev.Child != nil {
 				ev.Child.In.Wipe()
 				ev.Child.Out.Wipe()
@@ -354,7 +361,7 @@ func newCPE(t *testing.T, ns *testenv.Netns, id string, puts chan error) *ike.Ma
 	t.Cleanup(m.Close)
 	err = ns.Do(func() error {
 		for _, natt := range []bool{false, true} {
-			c, err := ike.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.2:0"))
+			c, err := ike.ListenUDP("udp4", netip.MustParseAddrPort(local))
 			if err != nil {
 				return err
 			}
