@@ -14,7 +14,7 @@ import (
 // restartOnly are the configuration paths a running hub cannot change: a
 // reload that changes them keeps the running values and says so.
 var restartOnly = []string{"ike.", "identity", "credentials", "dataplane.", "state_dir", "metrics.", "status.",
-	"bgp.asn", "bgp.router_id", "bgp.cluster_id", "bgp.grpc_listen", "bgp.peers", "key_export."}
+	"bgp.asn", "bgp.router_id", "bgp.cluster_id", "bgp.grpc_listen", "key_export."}
 
 // Reload applies a new configuration (from configs.HubReloader.Reload,
 // already checked) to the running hub and returns what changed:
