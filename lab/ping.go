@@ -342,7 +342,9 @@ type PingResult struct {
 }
 
 // OK reports whether every request got its reply.
-func (r PingResult) OK() bool { return r.Err == nil && r.Stats.Sent > 0 && r.Stats.Received == r.Stats.Sent }
+func (r PingResult) OK() bool {
+	return r.Err == nil && r.Stats.Sent > 0 && r.Stats.Received == r.Stats.Sent
+}
 
 // PingMatrix pings every member CPE's LAN host from every other one's, in
 // every LAN family, count requests each, at most 4 pairs at once.
