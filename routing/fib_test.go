@@ -708,3 +708,54 @@ func TestLoopsAreLogged(t *testing.T) {
 		t.Fatalf("log after the loop was broken:\n%s", out)
 	}
 }
+
+// Batches larger than the writer's reusable buffers, and the FIB emptied
+// and refilled.
+func TestLargeBatches(t *testing.T) {
+	f := New()
+	sub := f.Subscribe()
+	defer sub.Close()
+	drain(t, sub)
+	const n = 6000
+	add := []Op{{Route: cpe("100.64.0.1/32", ep1)}}
+	del := []Op{{Route: Route{Prefix: pfx("100.64.0.1/32")}, Withdraw: true}}
+	for i := range n {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+		r := Route{Prefix: p, NextHop: addr("100.64.0.1"), Peer: peerA, Source: SourceBGP}
+		if i%3 == 0 {
+			r = Route{Prefix: p, Endpoint: ep2, Peer: peerB, Source: SourceBGP}
+		}
+		add = append(add, Op{Route: r})
+		del = append(del, Op{Route: Route{Prefix: p, Peer: r.Peer}, Withdraw: true})
+	}
+	for round := range 3 {
+		if err := f.Apply(add); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.Stats(); st.Paths != n+1 || st.Unresolved != 0 || st.NextHops != 1 {
+			t.Fatalf("round %d: Stats = %+v", round, st)
+		}
+		// 10.23.109.0/24 is i=5997 (an endpoint), 10.23.110.0/24 i=5998 (a next hop).
+		if nh, _ := f.Lookup(addr("10.23.109.9")); nh.Endpoint != ep2 {
+			t.Fatalf("round %d: lookup %+v", round, nh)
+		}
+		if nh, _ := f.Lookup(addr("10.23.110.9")); nh.Endpoint != ep1 {
+			t.Fatalf("round %d: lookup %+v", round, nh)
+		}
+		if ch := drain(t, sub); len(ch) != n+1 {
+			t.Fatalf("round %d: %d changes after adding, want %d", round, len(ch), n+1)
+		}
+		if err := f.Apply(del); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.Stats(); st.Paths != 0 || st.Prefixes4 != 0 || st.NextHops != 0 {
+			t.Fatalf("round %d: Stats after withdrawing everything = %+v", round, st)
+		}
+		if ch := drain(t, sub); len(ch) != n+1 {
+			t.Fatalf("round %d: %d changes after withdrawing, want %d", round, len(ch), n+1)
+		}
+		if _, ok := f.Lookup(addr("10.1.1.1")); ok {
+			t.Fatalf("round %d: lookup in an empty FIB", round)
+		}
+	}
+}
