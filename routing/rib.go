@@ -662,7 +662,7 @@ func (w *writer) setDestRes(d *dest, nr *resolution) bool {
 	return changed
 }
 
-// withdrawPeerOps lists the paths of a peer as withdraw operations.
+// peerPaths lists the prefixes the peer has a path to.
 func (w *writer) peerPaths(peer netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	for _, g := range w.peers[peer] {
