@@ -340,12 +340,18 @@ func dirName(d dataplane.Direction) string {
 
 // Stats returns the packet counters. Rx counts inner packets written to
 // the TUN, Tx ESP packets handed to the sockets; bytes are inner bytes.
+// IKE datagrams dropped because the IKE engine did not read them in time
+// count as "ike_queue_full".
 func (b *Backend) Stats() dataplane.Stats {
-	return dataplane.Stats{
+	st := dataplane.Stats{
 		TxPackets: b.txPackets.Load(), TxBytes: b.txBytes.Load(),
 		RxPackets: b.rxPackets.Load(), RxBytes: b.rxBytes.Load(),
 		Drops: b.drops.Map(),
 	}
+	if n := b.ike.dropped.Load(); n > 0 {
+		st.Drops["ike_queue_full"] = n
+	}
+	return st
 }
 
 // Drops returns the count for one drop reason.

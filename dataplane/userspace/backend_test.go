@@ -280,6 +280,15 @@ func TestDropsAndIKE(t *testing.T) {
 	if _, err := conn.WriteTo([]byte("no marker"), net.UDPAddrFromAddrPort(b.addr)); err == nil {
 		t.Fatal("IKE datagram without marker sent")
 	}
+	// An IKE engine that does not read loses datagrams beyond the queue,
+	// counted, without holding up ESP.
+	for range 300 {
+		put(ike)
+	}
+	waitFor(t, "IKE queue overflow", func() bool { return b.b.Stats().Drops["ike_queue_full"] == 300-256 })
+	for range 256 {
+		conn.ReadFrom(buf)
+	}
 	// No route and no SA.
 	send(t, a.tun, tuntest.Ping(netip.MustParseAddr("10.9.0.1"), src, 1, 1, nil))
 	waitFor(t, "no_route drop", func() bool { return a.b.Drops(esp.DropNoRoute) == 1 })
@@ -287,7 +296,7 @@ func TestDropsAndIKE(t *testing.T) {
 	send(t, a.tun, tuntest.Ping(netip.MustParseAddr("10.3.0.1"), src, 1, 1, nil))
 	waitFor(t, "no_sa drop", func() bool { return a.b.Drops(esp.DropNoSA) == 1 })
 	st := b.b.Stats()
-	if st.Drops["replay"] != 1 || st.Drops["unknown_spi"] != 1 || st.Drops["bad_icv"] != 1 || st.Drops["malformed"] != 1 || len(st.Drops) != 4 {
+	if st.Drops["replay"] != 1 || st.Drops["unknown_spi"] != 1 || st.Drops["bad_icv"] != 1 || st.Drops["malformed"] != 1 || len(st.Drops) != 5 {
 		t.Fatalf("drops %v", st.Drops)
 	}
 }
