@@ -29,8 +29,29 @@ type bgpRun struct {
 	done     chan struct{}
 }
 
-// fibSink lets the speaker feed the FIB.
-type fibSink struct{ *routing.FIB }
+// fibSink lets the speaker feed the FIB. It refuses routes inside the
+// CPE's own LAN prefixes: another CPE claiming part of our LAN (or our own
+// prefix reflected back under another originator, after overlay addresses
+// moved) must not take our LAN's traffic into the tunnel.
+type fibSink struct {
+	*routing.FIB
+	c *CPE
+}
+
+func (s fibSink) Upsert(r routing.Route) error {
+	s.c.mu.Lock()
+	own := s.c.cfg.LAN.Prefixes
+	s.c.mu.Unlock()
+	for _, p := range own {
+		if p.Bits() <= r.Prefix.Bits() && p.Contains(r.Prefix.Addr()) {
+			s.c.counters.ownRoutes.Add(1)
+			s.c.log.Debug("ignoring a route inside our LAN", "prefix", r.Prefix.String(), "reason", "inside "+p.String())
+			// Whatever the peer had there before goes too.
+			return s.FIB.Withdraw(r.Prefix, r.Peer)
+		}
+	}
+	return s.FIB.Upsert(r)
+}
 
 func (s fibSink) WithdrawPeer(p netip.Addr) { s.FIB.WithdrawPeer(p) }
 
@@ -107,7 +128,7 @@ func (c *CPE) startBGP(ctx context.Context, cfg *configs.CPE, rid netip.Addr, en
 		Dial:     c.dialHub,
 		Prefixes: slices.Clone(cfg.LAN.Prefixes),
 		Endpoint: endpoint,
-		Sink:     fibSink{c.fib},
+		Sink:     fibSink{FIB: c.fib, c: c},
 		Tunnel:   GroupTunnel,
 		OnState:  func(speaker.State) { c.notify() },
 		Logger:   c.base,

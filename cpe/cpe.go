@@ -90,6 +90,7 @@ type CPE struct {
 	nl        *netlink.Handle
 
 	nlWAN *netlink.Handle // routineMOBIKE's
+	nat   *natPump        // reads the data plane's NAT-T conn, if it has one
 	opsMu sync.Mutex      // serialises opening and closing the listeners
 }
 
@@ -97,7 +98,7 @@ type CPE struct {
 type counters struct {
 	connects, connectFailures, ikeRekeys, childRekeys atomic.Uint64
 	mobike, mobikeFailures, reloads, reloadFailures   atomic.Uint64
-	setErrors                                         atomic.Uint64
+	setErrors, ownRoutes                              atomic.Uint64
 }
 
 // New checks cfg and returns a CPE that does nothing until Run. cfg must
@@ -193,6 +194,9 @@ func (c *CPE) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.dp = dp
 	c.mu.Unlock()
+	if dp.IKEConn != nil {
+		c.nat = newNATPump(dp.IKEConn)
+	}
 	defer c.closeDataplane(dp)
 
 	eng, err := c.newEngine(cfg, dp)
@@ -274,6 +278,10 @@ func (c *CPE) netlinkHandle() (*netlink.Handle, error) {
 func (c *CPE) closeDataplane(dp *Dataplane) {
 	if err := dp.Backend.Close(); err != nil {
 		c.log.Warn("closing the data plane", "err", err)
+	}
+	if c.nat != nil {
+		dp.IKEConn.Close()
+		<-c.nat.done
 	}
 	c.mu.Lock()
 	c.dp = nil

@@ -51,7 +51,7 @@ var errNoBackend = errors.New("cpe: data plane backend left out of this build")
 
 // buildDataplane chooses and starts the configured backend.
 func (c *CPE) buildDataplane(ctx context.Context, cfg *configs.CPE) (*Dataplane, error) {
-	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.log, Netns: c.o.netns, InNetns: c.inNetns}
+	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.base, Netns: c.o.netns, InNetns: c.inNetns}
 	if c.o.dataplane != nil {
 		return c.o.dataplane(env)
 	}

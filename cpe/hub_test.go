@@ -31,20 +31,21 @@ import (
 // for the CHILD_SAs and a FIB routing each CPE's overlay address to its
 // CHILD_SA. The route reflector is a real gobgpd (startGoBGP).
 type testHub struct {
-	t        *testing.T
-	log      *slog.Logger
-	ns       *testenv.Netns // nil: the test's own namespace (loopback tests)
-	overlay  netip.Addr
-	outer    []netip.AddrPort // where the CPEs reach it (IKE)
-	natt     uint16
-	psk      map[string][]byte // identity -> PSK
-	ks       *mpsa.KeyServer
-	fib      *routing.FIB
-	dp       dataplane.Backend
-	mem      *memory.Backend // dp when it is the in-memory one
-	mgr      *ike.Manager
-	stopTick chan struct{}
-	wg       sync.WaitGroup
+	t          *testing.T
+	log        *slog.Logger
+	ns         *testenv.Netns // nil: the test's own namespace (loopback tests)
+	overlay    netip.Addr
+	outer      []netip.AddrPort // where the CPEs reach it (IKE)
+	natt       uint16
+	psk        map[string][]byte // identity -> PSK
+	ks         *mpsa.KeyServer
+	fib        *routing.FIB
+	dp         dataplane.Backend
+	mem        *memory.Backend // dp when it is the in-memory one
+	mgr        *ike.Manager
+	stopTick   chan struct{}
+	stopFollow func()
+	wg         sync.WaitGroup
 
 	mu       sync.Mutex // guards the following
 	vips     map[string]netip.Addr
@@ -130,12 +131,12 @@ func newTestHub(t *testing.T, o hubOptions) *testHub {
 		pc = b.IKEConn()
 		sub := h.fib.Subscribe()
 		ctx, cancel := context.WithCancel(context.Background())
+		h.stopFollow = func() { cancel(); sub.Close() }
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
 			b.FollowRoutes(ctx, sub)
 		}()
-		t.Cleanup(func() { cancel(); sub.Close() })
 	}
 	cfg := ike.Config{
 		Local: auth.Local{ID: auth.MustParseID("fqdn:hub.example.net")},
@@ -191,6 +192,9 @@ func (h *testHub) stop() {
 	default:
 	}
 	close(h.stopTick)
+	if h.stopFollow != nil {
+		h.stopFollow()
+	}
 	h.mgr.Close()
 	h.dp.Close()
 	h.wg.Wait()
@@ -238,10 +242,16 @@ func (h *testHub) assign(_ context.Context, peer ike.PeerInfo, requested []netip
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	name := peer.ID.String()
+	// Sticky by identity, as a hub keeps them across restarts:
+	// cpeN gets overlay .N+1.
 	vip, ok := h.vips[name]
 	if !ok {
+		var n int
+		if _, err := fmt.Sscanf(name, "fqdn:cpe%d.", &n); err != nil || n < 1 || n > 200 {
+			return nil, fmt.Errorf("no overlay address for %s", name)
+		}
 		b := h.overlay.As4()
-		b[3] += byte(len(h.vips) + 1)
+		b[3] += byte(n)
 		vip = netip.AddrFrom4(b)
 		h.vips[name] = vip
 	}
@@ -409,13 +419,21 @@ func startGoBGP(t *testing.T, ns *testenv.Netns, overlay netip.Addr, asn uint32)
 		t.Fatal(err)
 	}
 	g := &gobgpd{t: t, ns: ns, conf: conf}
-	g.start()
+	g.start(false)
 	t.Cleanup(g.kill)
 	return g
 }
 
-func (g *gobgpd) start() {
-	g.cmd = g.ns.Command(context.Background(), "gobgpd", "-f", g.conf, "-p", "--api-hosts", "127.0.0.1:50051", "--pprof-disable", "-l", "warn")
+// startRestarting starts gobgpd again as a restarting speaker (-r: the
+// graceful restart capability says its forwarding state was preserved).
+func (g *gobgpd) startRestarting() { g.start(true) }
+
+func (g *gobgpd) start(restarting bool) {
+	args := []string{"-f", g.conf, "-p", "--api-hosts", "127.0.0.1:50051", "--pprof-disable", "-l", "warn"}
+	if restarting {
+		args = append(args, "-r")
+	}
+	g.cmd = g.ns.Command(context.Background(), "gobgpd", args...)
 	var out strings.Builder
 	g.cmd.Stdout, g.cmd.Stderr = &out, &out
 	if err := g.cmd.Start(); err != nil {

@@ -8,8 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/configs"
@@ -149,8 +148,8 @@ func (c *CPE) openIKESockets(m *ike.Manager, dp *Dataplane) error {
 		}
 		m.AddConn(u, false)
 	}
-	if dp.IKEConn != nil {
-		m.AddConn(newSharedConn(dp.IKEConn, c.localFor), true)
+	if c.nat != nil {
+		m.AddConn(newSharedConn(c.nat, c.localFor), true)
 		return nil
 	}
 	for _, f := range families {
@@ -458,23 +457,71 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-// sharedConn is the engine's view of the NAT-T socket a data plane owns
-// (userspace.Backend.IKEConn). Its Close ends the engine's reads but leaves
-// the data plane's conn open for the next engine. The destination address
-// of each datagram is the CPE's current WAN address of its family.
+// natPump reads the NAT-T conn a data plane owns (userspace.Backend.IKEConn)
+// for as long as the data plane lives, so that engines can come and go
+// (a rebuilt engine closes its conns) without closing the data plane's.
+// Datagrams wait in a bounded queue; when it is full they are dropped
+// (IKE retransmits).
+type natPump struct {
+	pc   net.PacketConn
+	in   chan natDatagram
+	done chan struct{} // closed when pc failed (the data plane closed it)
+}
+
+type natDatagram struct {
+	b   []byte
+	src netip.AddrPort
+}
+
+const natQueue = 64
+
+func newNATPump(pc net.PacketConn) *natPump {
+	p := &natPump{pc: pc, in: make(chan natDatagram, natQueue), done: make(chan struct{})}
+	go p.routineRead()
+	return p
+}
+
+func (p *natPump) routineRead() {
+	defer close(p.done)
+	buf := make([]byte, 65536)
+	for {
+		n, addr, err := p.pc.ReadFrom(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ap := ua.AddrPort()
+		select {
+		case p.in <- natDatagram{b: bytes.Clone(buf[:n]), src: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}:
+		default:
+		}
+	}
+}
+
+// sharedConn is one engine's view of the NAT-T conn behind a natPump. Its
+// Close ends the engine's reads and leaves the conn open for the next
+// engine. The destination address of each datagram is the CPE's current
+// WAN address of its family (the data plane's socket cannot tell).
 type sharedConn struct {
-	pc     net.PacketConn
+	p      *natPump
 	local  netip.AddrPort
 	dst    func(netip.Addr) netip.Addr
-	closed atomic.Bool
+	closed chan struct{}
+	once   sync.Once
 }
 
 var _ ike.Conn = (*sharedConn)(nil)
 
-func newSharedConn(pc net.PacketConn, dst func(netip.Addr) netip.Addr) *sharedConn {
-	_ = pc.SetReadDeadline(time.Time{})
-	s := &sharedConn{pc: pc, dst: dst}
-	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+func newSharedConn(p *natPump, dst func(netip.Addr) netip.Addr) *sharedConn {
+	s := &sharedConn{p: p, dst: dst, closed: make(chan struct{})}
+	if ua, ok := p.pc.LocalAddr().(*net.UDPAddr); ok {
 		ap := ua.AddrPort()
 		s.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
@@ -482,34 +529,27 @@ func newSharedConn(pc net.PacketConn, dst func(netip.Addr) netip.Addr) *sharedCo
 }
 
 func (s *sharedConn) ReadPacket(b []byte) (int, netip.AddrPort, netip.AddrPort, error) {
-	n, addr, err := s.pc.ReadFrom(b)
-	if s.closed.Load() {
-		return 0, netip.AddrPort{}, netip.AddrPort{}, net.ErrClosed
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = net.ErrClosed
+	select {
+	case d := <-s.p.in:
+		n := copy(b, d.b)
+		var dst netip.AddrPort
+		if a := s.dst(d.src.Addr()); a.IsValid() {
+			dst = netip.AddrPortFrom(a, s.local.Port())
 		}
-		return 0, netip.AddrPort{}, netip.AddrPort{}, err
+		return n, d.src, dst, nil
+	case <-s.closed:
+	case <-s.p.done:
 	}
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok {
-		return 0, netip.AddrPort{}, netip.AddrPort{}, errors.New("cpe: IKE datagram from a non-UDP address")
-	}
-	src := ua.AddrPort()
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	var dst netip.AddrPort
-	if a := s.dst(src.Addr()); a.IsValid() {
-		dst = netip.AddrPortFrom(a, s.local.Port())
-	}
-	return n, src, dst, nil
+	return 0, netip.AddrPort{}, netip.AddrPort{}, net.ErrClosed
 }
 
 func (s *sharedConn) WritePacket(b []byte, _, dst netip.AddrPort) error {
-	if s.closed.Load() {
+	select {
+	case <-s.closed:
 		return net.ErrClosed
+	default:
 	}
-	_, err := s.pc.WriteTo(b, net.UDPAddrFromAddrPort(dst))
+	_, err := s.p.pc.WriteTo(b, net.UDPAddrFromAddrPort(dst))
 	return err
 }
 
@@ -517,8 +557,6 @@ func (s *sharedConn) LocalAddr() netip.AddrPort { return s.local }
 
 // Close ends the engine's reads without closing the data plane's conn.
 func (s *sharedConn) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
-		_ = s.pc.SetReadDeadline(time.Unix(1, 0))
-	}
+	s.once.Do(func() { close(s.closed) })
 	return nil
 }

@@ -196,11 +196,11 @@ func TestLoopback(t *testing.T) {
 func TestLoopbackRollover(t *testing.T) {
 	leakCheck(t)
 	const id = "fqdn:cpe1.example.net"
-	ks, err := mpsa.NewKeyServer(mpsa.KeyServerConfig{})
+	ks, err := mpsa.NewKeyServer(mpsa.KeyServerConfig{Logger: testLogger(t, "keyserver")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ks.AddGroup(mpsa.GroupConfig{Name: "acme", Lifetime: 12 * time.Second, RekeyMargin: 8 * time.Second,
+	if err := ks.AddGroup(mpsa.GroupConfig{Name: "acme", Lifetime: 20 * time.Second, RekeyMargin: 10 * time.Second,
 		Roll1: 2 * time.Second, Roll2: 4 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,20 +213,22 @@ func TestLoopbackRollover(t *testing.T) {
 	c := newLoopbackCPE(t, cfg, nattPort)
 	runCPE(t, c.CPE)
 
+	// A new epoch every 10 s: steady → roll1 (new SA inbound) after the
+	// rekey, roll2 (new SA outbound, old inbound) after ROLL1, steady
+	// again after ROLL2.
 	var phases []string
-	_, err = c.Wait(within(t, 40*time.Second), func(s *Status) bool {
+	want := []string{"steady", "roll1", "roll2", "steady"}
+	st, err := c.Wait(within(t, 40*time.Second), func(s *Status) bool {
 		if n := len(phases); n == 0 || phases[n-1] != s.Group.Phase {
 			phases = append(phases, s.Group.Phase)
 		}
-		return s.Group.Accepted >= 3
+		return containsSeq(phases, want)
 	})
 	if err != nil {
-		t.Fatalf("rollovers: %v; phases seen %v", err, phases)
+		t.Fatalf("rollover: %v; phases seen %v", err, phases)
 	}
-	// steady → roll1 (new SA inbound) → roll2 (new SA outbound, old inbound) → steady.
-	want := []string{"steady", "roll1", "roll2", "steady"}
-	if !containsSeq(phases, want) {
-		t.Errorf("phases %v, want the sequence %v", phases, want)
+	if st.Group.Accepted != 2 || len(st.Group.SAs) != 1 || st.Group.SAs[0].SPI != ops.SPI32(ks.Status()[0].Epochs[len(ks.Status()[0].Epochs)-1].SPI) {
+		t.Errorf("after the rollover: %+v; hub %+v", st.Group, ks.Status())
 	}
 	// Every Set the data plane saw was a valid State (memory validates).
 	for _, call := range c.mem.Calls() {

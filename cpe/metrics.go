@@ -293,7 +293,7 @@ func (c *CPE) WriteMetrics(w io.Writer) {
 	}
 
 	b := st.BGP
-	e.metric(p+"bgp_session_up", "gauge", "1 when the BGP session with the hub is established.", b2f(b.State == "Established"))
+	e.metric(p+"bgp_session_up", "gauge", "1 when the BGP session with the hub is established.", b2f(b.Established))
 	e.metric(p+"bgp_routes", "gauge", "Routes learned from the hub.", float64(b.Routes), "state", "all")
 	e.metric(p+"bgp_routes", "gauge", "", float64(b.Stale), "state", "stale")
 	e.metric(p+"bgp_sessions_total", "counter", "BGP sessions that reached Established.", float64(b.Stats.Established))
@@ -301,7 +301,9 @@ func (c *CPE) WriteMetrics(w io.Writer) {
 	e.metric(p+"bgp_updates_total", "counter", "", float64(b.Stats.UpdatesOut), "dir", "out")
 	e.metric(p+"bgp_notifications_total", "counter", "BGP NOTIFICATION messages.", float64(b.Stats.NotifyRecv), "dir", "in")
 	e.metric(p+"bgp_notifications_total", "counter", "", float64(b.Stats.NotifySent), "dir", "out")
+	e.metric(p+"bgp_routes_ignored_total", "counter", "Learned routes refused because they lie inside our LAN prefixes.", float64(c.counters.ownRoutes.Load()))
 	e.metric(p+"fib_prefixes", "gauge", "Prefixes in the FIB.", float64(st.FIB.Prefixes4), "family", "ipv4")
+	e.metric(p+"bgp_routes_ignored_total", "counter", "Learned routes refused because they lie inside our LAN prefixes.", float64(c.counters.ownRoutes.Load()))
 	e.metric(p+"fib_prefixes", "gauge", "", float64(st.FIB.Prefixes6), "family", "ipv6")
 	e.metric(p+"fib_unresolved", "gauge", "Prefixes none of whose paths resolves.", float64(st.FIB.Unresolved))
 

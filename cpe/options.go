@@ -31,7 +31,7 @@ type DataplaneEnv struct {
 	FIB *routing.FIB
 	// Config is the CPE's configuration when Run starts.
 	Config *configs.CPE
-	// Logger has component=cpe; backends add their own component.
+	// Logger is the CPE's logger without a component; backends add theirs.
 	Logger *slog.Logger
 	// Netns is the namespace given with WithNetns ("" for the caller's).
 	Netns string

@@ -180,14 +180,18 @@ func (c *CPE) reconcile(ctx context.Context) {
 		}
 	}
 
-	// Our overlay addresses, on the device the data plane names.
-	var vips []netip.Prefix
+	// Our overlay addresses, on the device the data plane names. While
+	// the IKE SA is down they stay: the kernel flushes every route through
+	// a device that loses its last IPv4 address, and the next IKE SA
+	// usually brings the same ones back.
+	addrsOK := true
 	if s.up {
+		var vips []netip.Prefix
 		for _, p := range s.info.VIPs {
 			vips = append(vips, netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
 		}
+		addrsOK = c.setOverlayAddrs(s.dp.Interface, vips)
 	}
-	addrsOK := c.setOverlayAddrs(s.dp.Interface, vips)
 	if vip.IsValid() {
 		c.installed.vip = vip
 	}
@@ -392,14 +396,7 @@ func (c *CPE) setOverlayAddrs(dev string, want []netip.Prefix) bool {
 		}
 		return len(want) == 0
 	}
-	for p := range c.installed.addrs {
-		if !wantSet[p] {
-			if err := c.nl.AddrDel(link, nlAddr(p)); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-				c.log.Warn("cannot remove an overlay address", "prefix", p.String(), "err", err)
-			}
-			delete(c.installed.addrs, p)
-		}
-	}
+	// New addresses first: the device never goes without one.
 	for _, p := range want {
 		if c.installed.addrs[p] {
 			continue
@@ -411,6 +408,14 @@ func (c *CPE) setOverlayAddrs(dev string, want []netip.Prefix) bool {
 		}
 		c.log.Info("overlay address assigned", "prefix", p.String())
 		c.installed.addrs[p] = true
+	}
+	for p := range c.installed.addrs {
+		if !wantSet[p] {
+			if err := c.nl.AddrDel(link, nlAddr(p)); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+				c.log.Warn("cannot remove an overlay address", "prefix", p.String(), "err", err)
+			}
+			delete(c.installed.addrs, p)
+		}
 	}
 	return ok
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
@@ -101,16 +102,17 @@ type GroupSAStatus struct {
 
 // BGPStatus is the iBGP session with the hub's route reflector.
 type BGPStatus struct {
-	Running  bool           `json:"running"`
-	State    string         `json:"state"`
-	RouterID netip.Addr     `json:"router_id"`
-	ASN      uint32         `json:"asn"`
-	Hub      netip.Addr     `json:"hub"`
-	Endpoint netip.AddrPort `json:"endpoint"`
-	Prefixes []netip.Prefix `json:"prefixes"`
-	Stats    BGPStats       `json:"stats"`
-	Routes   int            `json:"routes"`
-	Stale    int            `json:"stale"`
+	Running     bool           `json:"running"`
+	Established bool           `json:"established"`
+	State       string         `json:"state"`
+	RouterID    netip.Addr     `json:"router_id"`
+	ASN         uint32         `json:"asn"`
+	Hub         netip.Addr     `json:"hub"`
+	Endpoint    netip.AddrPort `json:"endpoint"`
+	Prefixes    []netip.Prefix `json:"prefixes"`
+	Stats       BGPStats       `json:"stats"`
+	Routes      int            `json:"routes"`
+	Stale       int            `json:"stale"`
 }
 
 // BGPStats are the speaker's counters.
@@ -149,6 +151,7 @@ func (c *CPE) Status() *Status {
 		ss := r.sp.Stats()
 		st.BGP.Running = true
 		st.BGP.State = r.sp.State().String()
+		st.BGP.Established = r.sp.State() == speaker.StateEstablished
 		st.BGP.RouterID, st.BGP.ASN, st.BGP.Endpoint = r.routerID, r.asn, r.endpoint
 		st.BGP.Stats = BGPStats{ss.Established, ss.UpdatesIn, ss.UpdatesOut, ss.TreatAsWithdraw, ss.NotifySent, ss.NotifyRecv, ss.SinkErrors}
 		st.BGP.Routes, st.BGP.Stale = int(ss.RoutesLearned), int(ss.StaleRoutes)

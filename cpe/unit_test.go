@@ -15,6 +15,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/esp"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
+	"github.com/mpsa-vpn/mpsa/routing"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
 
@@ -258,5 +259,44 @@ func TestExposition(t *testing.T) {
 		"x_total{reason=\"a\\\\b\"} 4\n# HELP y A y.\n# TYPE y gauge\ny 0.5\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestSinkRefusesOwnLAN: a learned route inside our LAN prefixes never
+// reaches the FIB (it would take the LAN's traffic into the tunnel), and
+// a path the peer had there before is withdrawn; other routes pass.
+func TestSinkRefusesOwnLAN(t *testing.T) {
+	cfg := &configs.CPE{LAN: configs.LANConfig{Prefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}}
+	c := &CPE{cfg: cfg, log: testLogger(t, "cpe")}
+	fib := routing.New()
+	s := fibSink{FIB: fib, c: c}
+	peer := netip.MustParseAddr("100.64.0.1")
+	route := func(p string) routing.Route {
+		return routing.Route{Prefix: netip.MustParsePrefix(p), NextHop: netip.MustParseAddr("192.0.2.2"),
+			Endpoint: netip.MustParseAddrPort("192.0.2.2:0"), Tunnel: GroupTunnel, Peer: peer, Source: routing.SourceBGP}
+	}
+	for _, p := range []string{"10.0.0.0/8", "10.2.0.0/24"} {
+		if err := s.Upsert(route(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The hub's own copy of a route that is now ours: it goes.
+	if err := fib.Upsert(route("10.1.0.128/25")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"10.1.0.0/24", "10.1.0.128/25"} {
+		if err := s.Upsert(route(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for r := range fib.Routes() {
+		got = append(got, r.Route.Prefix.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 10.2.0.0/24" {
+		t.Errorf("FIB holds %v, want the covering 10/8 and 10.2.0.0/24 only", got)
+	}
+	if n := c.counters.ownRoutes.Load(); n != 2 {
+		t.Errorf("%d routes counted as ours, want 2", n)
 	}
 }
