@@ -45,13 +45,23 @@ func needLoadTester(t *testing.T) {
 // the results line must say so.
 func TestLoadTesterAgainstResponder(t *testing.T) {
 	needLoadTester(t)
+	for _, ike := range []string{"aes128-sha256-x25519", "aes128gcm16-prfsha256-ecp256"} {
+		t.Run(ike, func(t *testing.T) { loadTest(t, ike) })
+	}
+}
+
+func loadTest(t *testing.T, ike string) {
 	checkGoroutines(t)
+	suites, err := ParseIKEList(ike)
+	if err != nil {
+		t.Fatal(err)
+	}
 	nsR, nsI := testenv.NewNetns(t, "iklr"), testenv.NewNetns(t, "ikli")
 	testenv.Veth(t, nsR, "v-r", nsI, "v-i")
 	nsR.MustIP("addr", "add", "192.0.2.1/24", "dev", "v-r")
 	nsI.MustIP("addr", "add", "192.0.2.2/24", "dev", "v-i")
 
-	r, err := NewResponder(ResponderConfig{})
+	r, err := NewResponder(ResponderConfig{IKE: suites})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +77,7 @@ func TestLoadTesterAgainstResponder(t *testing.T) {
 	results := filepath.Join(t.TempDir(), "results.tsv")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "./strongswan-loadtest.sh", "--count", strconv.Itoa(count), "--runs", "1",
+	cmd := exec.CommandContext(ctx, "./strongswan-loadtest.sh", "--count", strconv.Itoa(count), "--runs", "1", "--ike", ike,
 		"--target", "192.0.2.1", "--target-pid", strconv.Itoa(os.Getpid()), "--init-netns", nsI.Name,
 		"--resp-netns", nsR.Name, "--out", results, "--label", "test", "--stall", "20")
 	cmd.Env = append(os.Environ(), "SSW_LAB_DIR="+t.TempDir())
@@ -87,7 +97,7 @@ func TestLoadTesterAgainstResponder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].Established != count || rs[0].N != count || rs[0].Rate <= 0 || rs[0].RespCPU <= 0 {
+	if len(rs) != 1 || rs[0].Established != count || rs[0].N != count || rs[0].Rate <= 0 || rs[0].RespCPU <= 0 || rs[0].IKE != ike {
 		t.Fatalf("results %+v", rs)
 	}
 	c, st := r.Counts(), r.Manager.Stats()
