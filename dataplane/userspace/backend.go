@@ -112,6 +112,7 @@ type inSA struct {
 type outSA struct {
 	sa       *esp.SA
 	peer     netip.AddrPort // fixed outer destination (CHILD_SA), or zero
+	local    netip.Addr     // outer source, or zero for the kernel's choice
 	signaled *atomic.Bool   // OnRekeyDue called for sa
 }
 
@@ -300,7 +301,7 @@ func (b *Backend) Set(st *dataplane.State) error {
 			ns.in[want.Keys.SPI] = &inSA{sa: e.sa, remote: e.cfg.RemoteSelectors, local: e.cfg.LocalSelectors}
 		}
 		if want.Dir&dataplane.Out != 0 {
-			ns.out[want.Tunnel] = &outSA{sa: e.sa, peer: want.Peer, signaled: e.signaled}
+			ns.out[want.Tunnel] = &outSA{sa: e.sa, peer: want.Peer, local: want.Local, signaled: e.signaled}
 		}
 	}
 	b.state.Store(ns)

@@ -14,6 +14,9 @@ type Message struct {
 	Off  int
 	N    int
 	Addr netip.AddrPort // source on read, destination on write
+	// Src is the outer source address on write (IP_PKTINFO); zero lets
+	// the kernel choose. Reads leave it zero.
+	Src netip.Addr
 }
 
 // Conn is a batched datagram socket for the outer packets: a UDP socket on

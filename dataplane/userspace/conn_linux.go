@@ -103,7 +103,7 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 	c.wname = make([]unix.RawSockaddrInet6, maxBatch)
 	c.wcmsg = make([][]byte, maxBatch)
 	for i := range c.wcmsg {
-		c.wcmsg[i] = make([]byte, unix.CmsgSpace(2))
+		c.wcmsg[i] = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(unix.SizeofInet6Pktinfo))
 	}
 	c.read = c.doRead
 	c.write = c.doWrite
@@ -210,7 +210,7 @@ func (c *sockConn) pack(ms []Message) (hdrs, consumed int) {
 		segs := 0
 		for consumed < len(ms) && iov < maxBatch {
 			m2 := &ms[consumed]
-			if segs > 0 && (!c.gso || m2.Addr != m.Addr || m2.N > size || segs == maxGSOSegs || total+m2.N > gsoMaxSize) {
+			if segs > 0 && (!c.gso || m2.Addr != m.Addr || m2.Src != m.Src || m2.N > size || segs == maxGSOSegs || total+m2.N > gsoMaxSize) {
 				break
 			}
 			b := m2.Buf[m2.Off : m2.Off+m2.N]
@@ -226,19 +226,43 @@ func (c *sockConn) pack(ms []Message) (hdrs, consumed int) {
 		}
 		h.hdr.Iov = &c.wiov[first]
 		h.hdr.SetIovlen(segs)
-		if segs > 1 {
-			cm := c.wcmsg[hdrs]
-			hdr := (*unix.Cmsghdr)(unsafe.Pointer(&cm[0]))
-			hdr.Level = unix.SOL_UDP
-			hdr.Type = unix.UDP_SEGMENT
-			hdr.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&cm[unix.CmsgLen(0)])) = uint16(size)
-			h.hdr.Control = &cm[0]
-			h.hdr.SetControllen(len(cm))
+		if n := c.control(c.wcmsg[hdrs], segs, size, m.Src); n > 0 {
+			h.hdr.Control = &c.wcmsg[hdrs][0]
+			h.hdr.SetControllen(n)
 		}
 		hdrs++
 	}
 	return hdrs, consumed
+}
+
+// control fills cm with the ancillary data of one sendmmsg entry: the GSO
+// segment size for a run of segs > 1 datagrams, and the outer source
+// address when src is set. It returns the length used.
+func (c *sockConn) control(cm []byte, segs, size int, src netip.Addr) int {
+	n := 0
+	if segs > 1 {
+		hdr := (*unix.Cmsghdr)(unsafe.Pointer(&cm[0]))
+		hdr.Level = unix.SOL_UDP
+		hdr.Type = unix.UDP_SEGMENT
+		hdr.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&cm[unix.CmsgLen(0)])) = uint16(size)
+		n = unix.CmsgSpace(2)
+	}
+	if !src.IsValid() {
+		return n
+	}
+	hdr := (*unix.Cmsghdr)(unsafe.Pointer(&cm[n]))
+	data := unsafe.Pointer(&cm[n+unix.CmsgLen(0)])
+	if c.v6 {
+		hdr.Level, hdr.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+		hdr.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		*(*unix.Inet6Pktinfo)(data) = unix.Inet6Pktinfo{Addr: src.As16()}
+		return n + unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+	}
+	hdr.Level, hdr.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	hdr.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	*(*unix.Inet4Pktinfo)(data) = unix.Inet4Pktinfo{Spec_dst: src.Unmap().As4()}
+	return n + unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 }
 
 func (c *sockConn) flush(k int) error {

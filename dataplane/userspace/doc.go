@@ -30,8 +30,8 @@
 // coalesce TCP segments on write). The packet path neither allocates nor
 // logs: every dropped packet is counted by reason in Stats.
 //
-// The outer source address is the kernel's choice for the destination;
-// dataplane.SA.Local is not applied by this backend yet.
+// The outer source address is dataplane.SA.Local when set (IP_PKTINFO /
+// IPV6_PKTINFO on each send), else the kernel's choice for the destination.
 //
 // # Sharing port 4500 with IKE
 //

@@ -63,8 +63,17 @@ func threeSites(t *testing.T) (core *testenv.Netns, sites []*site) {
 		br := fmt.Sprintf("c%d", i)
 		testenv.Veth(t, core, br, s.cpe, "eth0")
 		core.MustIP("link", "set", br, "master", "br0")
+		if i == 1 {
+			// A second underlay address that the kernel would not pick by
+			// itself: site 1 sends from it (SA.Local). IPv4 prefers the
+			// first address of the subnet, IPv6 the last one added.
+			s.cpe.MustIP("addr", "add", altSrc6.String()+"/64", "dev", "eth0", "nodad")
+		}
 		s.cpe.MustIP("addr", "add", s.outer4.String()+"/24", "dev", "eth0")
 		s.cpe.MustIP("addr", "add", s.outer6.String()+"/64", "dev", "eth0", "nodad")
+		if i == 1 {
+			s.cpe.MustIP("addr", "add", altSrc4.String()+"/24", "dev", "eth0")
+		}
 		testenv.Veth(t, s.cpe, "lan0", s.lan, "eth0")
 		s.cpe.MustIP("addr", "add", fmt.Sprintf("10.%d.0.1/24", i), "dev", "lan0")
 		s.cpe.MustIP("addr", "add", fmt.Sprintf("fd00:%d::1/64", i), "dev", "lan0", "nodad")
@@ -126,6 +135,12 @@ func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
 			Keys: groupKeys(t, suite, 0xc0ffee01), Dir: dataplane.Both, Tunnel: 1,
 			ReplayWindow: window, SenderIDBits: bits, SenderID: uint32(s.i) * uint32(bits/4),
 		}}}
+		if s.i == 1 {
+			st.SAs[0].Local = altSrc4
+			if outer6 {
+				st.SAs[0].Local = altSrc6
+			}
+		}
 		if err := s.b.Set(st); err != nil {
 			t.Fatal(err)
 		}
@@ -214,6 +229,12 @@ func capture(t *testing.T, core *testenv.Netns) func() string {
 	t.Cleanup(func() { stopFn() })
 	return stopFn
 }
+
+// Site 1's SA names these as its outer source (dataplane.SA.Local).
+var (
+	altSrc4 = netip.MustParseAddr("192.0.2.101")
+	altSrc6 = netip.MustParseAddr("2001:db8::101")
+)
 
 // marker is the ping payload pattern that must never appear on the wire.
 const marker = "5ec2e7c0ffee5a1ad0d0cafef00d1234"
@@ -338,6 +359,18 @@ func TestNetnsThreeCPEs(t *testing.T) {
 				if spi != "0xc0ffee01" {
 					t.Fatalf("unexpected SPI %s on the wire", spi)
 				}
+			}
+			ipf := "ip.src"
+			src1, alt := sites[0].outer4, altSrc4
+			if c.outer6 {
+				ipf, src1, alt = "ipv6.src", sites[0].outer6, altSrc6
+			}
+			count := func(filter string) int {
+				out, _ := exec.Command(tshark, "-r", file, "-Y", filter).Output()
+				return len(strings.Fields(strings.TrimSpace(string(out)))) // > 0 iff any line
+			}
+			if count("esp && "+ipf+" == "+src1.String()) != 0 || count("esp && "+ipf+" == "+alt.String()) == 0 {
+				t.Fatalf("site 1 did not send its ESP from SA.Local %v", alt)
 			}
 			plain, _ := exec.Command(tshark, "-r", file, "-Y", "icmp || icmpv6.type == 128 || tcp.port == 5001").Output()
 			if n := len(strings.TrimSpace(string(plain))); n != 0 {

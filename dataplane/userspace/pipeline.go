@@ -203,6 +203,10 @@ func (b *Backend) classifyOutbound(bt *batch, i int) {
 	if !m.dst.IsValid() {
 		m.dst = nh.Endpoint
 	}
+	if o.local.IsValid() && o.local.Is4() != m.dst.Addr().Is4() {
+		m.drop = esp.DropNoRoute // a source of the other family cannot be used
+		return
+	}
 	if !m.dst.IsValid() {
 		m.drop = esp.DropNoRoute
 		return
@@ -332,7 +336,7 @@ func (b *Backend) sealBatch(bt *batch) {
 			continue
 		}
 		off := esp.Headroom - m.out.sa.HeaderLen()
-		bt.msgs[i] = Message{Buf: bt.bufs[i], Off: off, N: len(out), Addr: m.dst}
+		bt.msgs[i] = Message{Buf: bt.bufs[i], Off: off, N: len(out), Addr: m.dst, Src: m.out.local}
 	}
 }
 

@@ -119,6 +119,9 @@ func (c *Conn) WriteBatch(ms []userspace.Message) (int, error) {
 		m := &ms[i]
 		dst := m.Addr
 		src := c.local
+		if m.Src.IsValid() {
+			src = netip.AddrPortFrom(m.Src, src.Port())
+		}
 		if c.raw {
 			dst = netip.AddrPortFrom(dst.Addr(), 0)
 			src = netip.AddrPortFrom(src.Addr(), 0)
