@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -628,6 +629,12 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 		return fmt.Errorf("lab: %s was never started", name)
 	}
 	return p.signal(sig)
+}
+
+// Command returns a command that runs inside namespace ns (`ip netns exec`),
+// for tools such as iperf3 and tshark.
+func Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 
 // Running reports whether the named daemon runs.
