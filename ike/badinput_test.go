@@ -219,11 +219,11 @@ func TestUnsupportedCriticalPayload(t *testing.T) {
 	}
 	send(true)
 	hub := p.r.m.Handles()[0]
-	if n := p.r.m.lastResponseNotify(t, hub); n != wire.NotifyUnsupportedCriticalPayload {
+	if n := p.r.lastResponseNotify(t, hub); n != wire.NotifyUnsupportedCriticalPayload {
 		t.Fatalf("answered %v", n)
 	}
 	send(false)
-	if n := p.r.m.lastResponseNotify(t, hub); n != 0 {
+	if n := p.r.lastResponseNotify(t, hub); n != 0 {
 		t.Fatalf("answered %v to a non-critical unknown payload", n)
 	}
 }

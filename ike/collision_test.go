@@ -171,7 +171,7 @@ func TestChildRekeyCollisionDelayed(t *testing.T) {
 				t.Fatalf("children %s", children(a))
 			}
 			p.quiet()
-			if n := ea.m.lastResponseNotify(t, a); n != want {
+			if n := ea.lastResponseNotify(t, a); n != want {
 				t.Fatalf("A answered %v, want %v", n, want)
 			}
 		})

@@ -147,7 +147,7 @@ type Config struct {
 	// KeyLog, when set, receives the keys of every IKE SA (first or
 	// rekeyed) as soon as they are derived, on the SA's goroutine, for a
 	// Wireshark ikev2_decryption_table (package ike/keylog). It must not
-	// keep k, which is wiped when the SA dies.
+	// keep k, which is wiped as soon as the SA no longer needs all of it.
 	KeyLog func(spiI, spiR uint64, k *suite.IKEKeys)
 
 	// MOBIKE offers RFC 4555 (MOBIKE_SUPPORTED in IKE_AUTH).

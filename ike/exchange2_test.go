@@ -37,7 +37,7 @@ func TestDeleteChildDuringRekey(t *testing.T) {
 	}
 	ea.event(EventChildDown)
 	eb.event(EventChildDown)
-	if eb.m.lastResponseNotify(t, b) != wire.NotifyTemporaryFailure {
+	if eb.lastResponseNotify(t, b) != wire.NotifyTemporaryFailure {
 		t.Fatal("B did not answer the rekey with TEMPORARY_FAILURE")
 	}
 	p.quiet()

@@ -51,7 +51,18 @@ func TestEstablish(t *testing.T) {
 	}
 	mirrored(t, isa, rsa)
 	p.quiet()
-	_ = wire.IKEAuth
+	// Established SAs keep only SK_d of their keys: SK_pi and SK_pr
+	// served the AUTH payloads, SK_e and SK_a live in the SK ciphers.
+	for _, h := range []*SA{isa, rsa} {
+		if err := h.call(ctx(t), func() error {
+			if k := h.cur.keys; len(k.SKd) == 0 || k.SKpi != nil || k.SKpr != nil || k.SKei != nil || k.SKai != nil {
+				t.Errorf("established SA keeps %d/%d/%d octets of SK_d/SK_pi/SK_ei", len(k.SKd), len(k.SKpi), len(k.SKei))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestEstablishIPv6 runs the handshake, a rekey and a delete between IPv6

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,11 +10,13 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/iketest"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 )
 
@@ -31,6 +34,9 @@ type endpoint struct {
 	c500   *iketest.Conn
 	c4500  *iketest.Conn
 	events chan Event
+
+	keysMu sync.Mutex
+	keys   map[[2]uint64]*suite.IKEKeys // copies of every IKE SA's keys, from Config.KeyLog
 }
 
 // pair is an initiator (CPE) and a responder (hub) on one network and clock.
@@ -71,6 +77,20 @@ func newEndpoint(t testing.TB, n *iketest.Net, clk *iketest.Clock, name string, 
 	cfg.Rand = rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
 	cfg.Logger = testLogger(t, name)
 	cfg.Events = func(ev Event) { e.events <- ev }
+	e.keys = make(map[[2]uint64]*suite.IKEKeys)
+	keyLog := cfg.KeyLog
+	cfg.KeyLog = func(spiI, spiR uint64, k *suite.IKEKeys) {
+		c := *k
+		for _, b := range []*[]byte{&c.SKd, &c.SKai, &c.SKar, &c.SKei, &c.SKer, &c.SKpi, &c.SKpr} {
+			*b = bytes.Clone(*b)
+		}
+		e.keysMu.Lock()
+		e.keys[[2]uint64{spiI, spiR}] = &c
+		e.keysMu.Unlock()
+		if keyLog != nil {
+			keyLog(spiI, spiR, k)
+		}
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -310,9 +330,9 @@ func checkGoroutines(t testing.TB) {
 	})
 }
 
-// lastResponseNotify decrypts the response m last sent for sa and returns
+// lastResponseNotify decrypts the response e last sent for h and returns
 // its first notify type (0 if none).
-func (m *Manager) lastResponseNotify(t testing.TB, h *SA) wire.NotifyType {
+func (e *endpoint) lastResponseNotify(t testing.TB, h *SA) wire.NotifyType {
 	t.Helper()
 	var out wire.NotifyType
 	err := h.call(context.Background(), func() error {
@@ -327,8 +347,14 @@ func (m *Manager) lastResponseNotify(t testing.TB, h *SA) wire.NotifyType {
 			}
 			sk, prefix := msg.Encrypted()
 			// Our own response is sealed for the peer: open it with the
-			// peer's direction keys.
-			_, in, err := sa.keys.SKCiphers(!sa.initiator, sa.h.m.rand)
+			// peer's direction keys, as KeyLog reported them.
+			e.keysMu.Lock()
+			k := e.keys[[2]uint64{sa.spiI, sa.spiR}]
+			e.keysMu.Unlock()
+			if k == nil {
+				return fmt.Errorf("no keys logged for %016x_i %016x_r", sa.spiI, sa.spiR)
+			}
+			_, in, err := k.SKCiphers(!sa.initiator, sa.h.m.rand)
 			if err != nil {
 				return err
 			}

@@ -180,17 +180,22 @@ func (sa *ikeSA) wipeKeys() {
 	}
 }
 
-// setKeys installs the keys of the SA and builds its SK ciphers.
-func (sa *ikeSA) setKeys(k *suite.IKEKeys) error {
+// setKeys installs the keys of the SA and builds its SK ciphers. authPending says
+// whether IKE_AUTH is still to come: then SK_pi and SK_pr are kept until
+// establish, else only SK_d is (suite.IKEKeys.Trim).
+func (sa *ikeSA) setKeys(k *suite.IKEKeys, authPending bool) error {
 	out, in, err := k.SKCiphers(sa.initiator, sa.h.m.rand)
 	if err != nil {
 		k.Wipe()
 		return err
 	}
-	sa.keys, sa.out, sa.in = k, out, in
 	if f := sa.h.m.cfg.KeyLog; f != nil {
 		f(sa.spiI, sa.spiR, k)
 	}
+	if !authPending {
+		k = k.Trim()
+	}
+	sa.keys, sa.out, sa.in = k, out, in
 	return nil
 }
 
@@ -219,6 +224,9 @@ func (sa *ikeSA) encode(h wire.Header, ps []wire.Payload) ([][]byte, error) {
 	if sa.out == nil {
 		return nil, ErrNotEstablished
 	}
+	// An SA exchanges a message now and then: keep only the keys between
+	// messages (suite.SKCipher.Release), not the expanded cipher state.
+	defer sa.out.Release()
 	if sa.h.fragmentation {
 		max := sa.h.m.cfg.FragmentSize
 		if sa.h.natt {
@@ -236,6 +244,7 @@ func (sa *ikeSA) encode(h wire.Header, ps []wire.Payload) ([][]byte, error) {
 // open authenticates and decrypts the SK or SKF payload of m. For SKF it
 // returns complete=false until every fragment is in.
 func (sa *ikeSA) open(m *wire.Message, frag **wire.Reassembly) (ps []wire.Payload, complete bool, err error) {
+	defer sa.in.Release()
 	if sk, prefix := m.Encrypted(); sk != nil {
 		plain, err := sa.in.OpenInPlace(m.Raw, len(prefix))
 		if err != nil {

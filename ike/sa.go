@@ -12,6 +12,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
+	"github.com/mpsa-vpn/mpsa/transform"
 )
 
 // State is the state of an IKE SA.
@@ -128,9 +129,12 @@ type SA struct {
 	running bool
 	dead    bool
 
-	infoMu sync.Mutex // guards info, err
-	info   SAInfo
-	err    error
+	infoMu sync.Mutex // guards info, pubChildren, err
+	// info is the published snapshot without Children; pubChildren are
+	// its CHILD_SAs, expanded into ChildSA values by Info.
+	info        SAInfo
+	pubChildren []childPub
+	err         error
 
 	// ---- owned by the executor ----
 	cur    *ikeSA   // the IKE SA in use
@@ -267,7 +271,30 @@ func (h *SA) deadErr() error {
 func (h *SA) Info() SAInfo {
 	h.infoMu.Lock()
 	defer h.infoMu.Unlock()
-	return h.info
+	info := h.info
+	if len(h.pubChildren) > 0 {
+		info.Children = make([]ChildSA, len(h.pubChildren))
+		for i := range h.pubChildren {
+			info.Children[i] = h.pubChildren[i].expand(&info)
+		}
+	}
+	return info
+}
+
+// childPub is what the published snapshot keeps of a CHILD_SA: the fields
+// of ChildSA that are not the IKE SA's (outer addresses, encapsulation) and
+// not keys, so an idle SA does not hold a whole ChildSA per CHILD_SA twice.
+type childPub struct {
+	inSPI, outSPI, replaces uint32
+	suite                   transform.ESP
+	encap                   bool
+	localTS, remoteTS       []wire.Selector
+	established             time.Time
+}
+
+func (c *childPub) expand(info *SAInfo) ChildSA {
+	return ChildSA{InSPI: c.inSPI, OutSPI: c.outSPI, Suite: c.suite, LocalTS: c.localTS, RemoteTS: c.remoteTS,
+		Local: info.Local, Remote: info.Remote, Encap: c.encap, Replaces: c.replaces, Established: c.established}
 }
 
 // Done is closed when the SA is gone; Err then says why.
@@ -283,8 +310,20 @@ func (h *SA) Err() error {
 	return h.err
 }
 
-// snapshot builds the SAInfo of the current state. Executor only.
+// snapshot builds the SAInfo of the current state, with its CHILD_SAs.
+// Executor only.
 func (h *SA) snapshot() SAInfo {
+	info := h.snapshotIKE()
+	for _, c := range h.children {
+		if c.state != childDeleted {
+			info.Children = append(info.Children, h.childInfo(c))
+		}
+	}
+	return info
+}
+
+// snapshotIKE is snapshot without the CHILD_SAs.
+func (h *SA) snapshotIKE() SAInfo {
 	info := SAInfo{
 		Name: h.name, Local: h.local, Remote: h.remote, LocalID: h.localID, RemoteID: h.peerID,
 		NATLocal: h.natLocal, NATRemote: h.natRemote, Encap: h.natt, MOBIKE: h.mobike,
@@ -297,12 +336,25 @@ func (h *SA) snapshot() SAInfo {
 	if sa := h.cur; sa != nil {
 		info.SPIi, info.SPIr, info.Initiator, info.State, info.Suite = sa.spiI, sa.spiR, sa.initiator, sa.state, sa.suite
 	}
+	return info
+}
+
+// pubChildrenNow returns the published form of the live CHILD_SAs, reusing
+// old's array when it is large enough. Executor only.
+func (h *SA) pubChildrenNow(old []childPub) []childPub {
+	out := old[:0]
+	encap := h.encap()
 	for _, c := range h.children {
 		if c.state != childDeleted {
-			info.Children = append(info.Children, h.childInfo(c))
+			out = append(out, childPub{inSPI: c.inSPI, outSPI: c.outSPI, replaces: c.replaces, suite: c.suite, encap: encap,
+				localTS: c.localTS, remoteTS: c.remoteTS, established: c.established})
 		}
 	}
-	return info
+	clear(out[len(out):cap(out)])
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // pubKey fingerprints what a snapshot shows, so publish can skip the copy
@@ -332,10 +384,15 @@ func (h *SA) publish() {
 	if h.pubKey != nil && *h.pubKey == k {
 		return
 	}
-	h.pubKey = &k
-	info := h.snapshot()
+	if h.pubKey == nil {
+		h.pubKey = new(pubKey)
+	}
+	*h.pubKey = k
+	info := h.snapshotIKE()
 	h.infoMu.Lock()
 	h.info = info
+	// Info copies the array out under infoMu, so it may be reused.
+	h.pubChildren = h.pubChildrenNow(h.pubChildren)
 	h.infoMu.Unlock()
 }
 
@@ -391,11 +448,12 @@ func (h *SA) die(reason error) {
 		w <- reason
 	}
 	h.waiters = nil
-	info := h.snapshot()
+	info := h.snapshotIKE()
 	info.State = StateDead
 	h.cur = nil
 	h.infoMu.Lock()
 	h.info = info
+	h.pubChildren = nil
 	h.err = reason
 	if h.err == nil {
 		h.err = ErrClosed

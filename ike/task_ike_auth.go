@@ -303,6 +303,7 @@ func (sa *ikeSA) establish() {
 	sa.setState(StateEstablished, "authenticated")
 	sa.init.wipe()
 	sa.init = nil
+	sa.keys = sa.keys.Trim() // SK_pi and SK_pr are done with
 	sa.deadline = timeZero
 	now := m.clock.Now()
 	h.established, h.lastRecv = now, now

@@ -142,7 +142,7 @@ func (t *ikeInitTask) process(sa *ikeSA, in *inMsg) error {
 		return err
 	}
 	sa.suite = sel
-	if err := sa.setKeys(keys); err != nil {
+	if err := sa.setKeys(keys, true); err != nil {
 		return err
 	}
 	d.nr = bytes.Clone(nr)
@@ -314,7 +314,7 @@ func (sa *ikeSA) respondInit(in *inMsg, sel suite.Suite, num uint8) {
 	clear(shared)
 	if err == nil {
 		sa.suite = sel
-		err = sa.setKeys(keys)
+		err = sa.setKeys(keys, true)
 	}
 	if err != nil {
 		h.die(err)

@@ -125,7 +125,7 @@ func (t *ikeRekeyTask) process(sa *ikeSA, in *inMsg) error {
 	}
 	nsa := h.newIKESA(true, t.newSPI, peerSPI)
 	nsa.suite = sel
-	if err := nsa.setKeys(keys); err != nil {
+	if err := nsa.setKeys(keys, false); err != nil {
 		nsa.destroy()
 		return err
 	}
@@ -271,7 +271,7 @@ func (sa *ikeSA) respondRekeyIKE(in *inMsg) ([]wire.Payload, func()) {
 	}
 	nsa := h.newIKESA(false, peerSPI, ourSPI)
 	nsa.suite = sel
-	if err := nsa.setKeys(keys); err != nil {
+	if err := nsa.setKeys(keys, false); err != nil {
 		nsa.destroy()
 		return notify(wire.NotifyNoProposalChosen), nil
 	}

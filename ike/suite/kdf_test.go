@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -244,5 +245,38 @@ func TestDeriveErrors(t *testing.T) {
 	}
 	if s := k.String(); s != "IKE keys "+good.String() {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// TestIKEKeysTrim: Trim keeps the suite, the PRF and SK_d (in its own
+// memory, so CHILD_SA keys still derive) and wipes everything else.
+func TestIKEKeysTrim(t *testing.T) {
+	s := Suite{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA256128, PRF: transform.PRFHMACSHA2256, DH: transform.DHCurve25519}
+	k, err := DeriveIKEKeys(s, []byte("shared"), []byte("ni"), []byte("nr"), 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skd, skpi := bytes.Clone(k.SKd), k.SKpi
+	esp := transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}
+	want, err := k.DeriveChildKeys(esp, nil, []byte("ni"), []byte("nr"), 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := k.Trim()
+	if tk.Suite != s || tk.PRF.ID != s.PRF || !bytes.Equal(tk.SKd, skd) {
+		t.Fatalf("trimmed keys %v lost the suite, PRF or SK_d", tk)
+	}
+	if tk.SKai != nil || tk.SKar != nil || tk.SKei != nil || tk.SKer != nil || tk.SKpi != nil || tk.SKpr != nil {
+		t.Fatal("trimmed keys kept more than SK_d")
+	}
+	if !bytes.Equal(skpi, make([]byte, len(skpi))) || !bytes.Equal(k.SKd, make([]byte, len(k.SKd))) {
+		t.Fatal("the original keys were not wiped")
+	}
+	got, err := tk.DeriveChildKeys(esp, nil, []byte("ni"), []byte("nr"), 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.IToR.EncKey, want.IToR.EncKey) || !bytes.Equal(got.RToI.EncKey, want.RToI.EncKey) {
+		t.Fatal("CHILD_SA keys differ after Trim")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/mpsa-vpn/mpsa/esp"
 	"github.com/mpsa-vpn/mpsa/transform"
@@ -123,6 +124,17 @@ func (k *IKEKeys) Wipe() {
 	for _, b := range [][]byte{k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr} {
 		clear(b)
 	}
+}
+
+// Trim returns what an IKE SA keeps of k once its SK ciphers are built and
+// its AUTH payloads are done: the suite, the PRF and a fresh copy of SK_d
+// (CHILD_SA keys and rekeying, RFC 7296 §2.17, §2.18); every other field is
+// empty. k is wiped. SK_pi and SK_pr serve only the AUTH payloads, SK_e and
+// SK_a live on inside the SKCiphers (SKCiphers copies them).
+func (k *IKEKeys) Trim() *IKEKeys {
+	t := &IKEKeys{Suite: k.Suite, PRF: k.PRF, SKd: slices.Clone(k.SKd)}
+	k.Wipe()
+	return t
 }
 
 // String never prints key material (value receiver, so %v of a value or a

@@ -42,25 +42,39 @@ import (
 //
 // An SKCipher is not safe for concurrent use: the goroutine that owns the
 // IKE SA owns its ciphers. Seal and Open allocate nothing when the caller's
-// buffers have room.
+// buffers have room and the cipher's state is built.
+//
+// Memory: the expanded AES key schedule, the CBC mode of each direction used,
+// the HMAC states or the AEAD are built on the first Seal or Open and kept
+// until Release, which drops them (about 1 KiB each way for AES-CBC with
+// HMAC-SHA-256, 0.5 KiB for AES-GCM); the next call rebuilds them from the
+// keys, which costs one key expansion and, with HMAC, two hash blocks
+// (~1 µs). An IKE SA that exchanges a message every few seconds at most
+// (a hub's established SAs) keeps only its keys between messages. Seal
+// builds only the encrypting CBC mode, Open only the decrypting one.
 type SKCipher struct {
 	encr   transform.Encr
 	integ  transform.Integ
+	keyLen int // octets of keys that are SK_e; the rest is SK_a
 	ivLen  int
 	icvLen int
 	block  int // padding alignment: 16 for CBC, 1 for AEAD
 
-	cbcEnc cbcMode // AES-CBC, IV set per message
-	cbcDec cbcMode
-	mac    hash.Hash
-	aead   cipher.AEAD
-
-	key     []byte // copy of SK_e (wiped by Wipe)
+	keys    []byte // SK_e | SK_a (wiped by Wipe)
 	salt    [4]byte
 	counter uint64
 	rand    io.Reader
-	nonce   [12]byte
-	sum     [sha512.Size]byte
+	st      *skState // nil until the first Seal or Open after New or Release
+}
+
+// skState is what Seal and Open build from the keys.
+type skState struct {
+	cbcEnc cbcMode // AES-CBC, IV set per message; built by the first Seal
+	cbcDec cbcMode // built by the first Open
+	mac    hash.Hash
+	aead   cipher.AEAD
+	nonce  [12]byte
+	sum    [sha512.Size]byte
 }
 
 // cbcMode is a CBC BlockMode whose IV can be reset, as crypto/cipher's CBC
@@ -73,7 +87,7 @@ type cbcMode interface {
 // NewSKCipher builds the protection for one direction from the suite's
 // encryption and integrity transforms and that direction's SK_e and SK_a
 // (empty for AEAD). rand supplies CBC IVs; it may be nil for AEAD suites.
-// The keys are copied.
+// The keys are copied; the cipher state is built on first use.
 func NewSKCipher(s Suite, encKey, integKey []byte, rand io.Reader) (*SKCipher, error) {
 	el, err := s.Encr.KeyLen(s.KeyBits)
 	if err != nil {
@@ -89,59 +103,110 @@ func NewSKCipher(s Suite, encKey, integKey []byte, rand io.Reader) (*SKCipher, e
 	if len(encKey) != el || len(integKey) != il {
 		return nil, fmt.Errorf("suite: SK keys are %d/%d octets, %v needs %d/%d", len(encKey), len(integKey), s, el, il)
 	}
-	c := &SKCipher{encr: s.Encr, integ: s.Integ, rand: rand, key: slices.Clone(encKey)}
+	c := &SKCipher{encr: s.Encr, integ: s.Integ, keyLen: el, rand: rand}
+	c.keys = make([]byte, 0, el+il)
+	c.keys = append(append(c.keys, encKey...), integKey...)
 	switch s.Encr {
 	case transform.EncrAESCBC:
 		if rand == nil {
 			return nil, fmt.Errorf("suite: AES-CBC needs a random source for IVs")
 		}
-		block, err := aes.NewCipher(c.key)
-		if err != nil {
-			return nil, fmt.Errorf("suite: %w", err)
-		}
-		var zero [aes.BlockSize]byte
-		var ok1, ok2 bool
-		c.cbcEnc, ok1 = cipher.NewCBCEncrypter(block, zero[:]).(cbcMode)
-		c.cbcDec, ok2 = cipher.NewCBCDecrypter(block, zero[:]).(cbcMode)
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("suite: AES-CBC without SetIV")
-		}
-		var h func() hash.Hash
 		switch s.Integ {
-		case transform.IntegHMACSHA196:
-			h = sha1.New
-		case transform.IntegHMACSHA256128:
-			h = sha256.New
-		case transform.IntegHMACSHA384192:
-			h = sha512.New384
-		case transform.IntegHMACSHA512256:
-			h = sha512.New
+		case transform.IntegHMACSHA196, transform.IntegHMACSHA256128, transform.IntegHMACSHA384192, transform.IntegHMACSHA512256:
+		default:
+			return nil, fmt.Errorf("suite: %w: %v", ErrUnsupported, s.Integ)
 		}
-		c.mac = hmac.New(h, integKey)
 		c.icvLen, _ = s.Integ.ICVLen()
 		c.ivLen, c.block = aes.BlockSize, aes.BlockSize
 	case transform.EncrAESGCM16:
-		k := c.key[:len(c.key)-4]
-		copy(c.salt[:], c.key[len(k):])
-		block, err := aes.NewCipher(k)
-		if err != nil {
-			return nil, fmt.Errorf("suite: %w", err)
-		}
-		if c.aead, err = cipher.NewGCM(block); err != nil {
-			return nil, fmt.Errorf("suite: %w", err)
-		}
+		copy(c.salt[:], encKey[el-4:])
 		c.icvLen, c.ivLen, c.block = 16, 8, 1
 	case transform.EncrChaCha20Poly1305:
-		k := c.key[:32]
-		copy(c.salt[:], c.key[32:])
-		if c.aead, err = chacha20poly1305.New(k); err != nil {
-			return nil, fmt.Errorf("suite: %w", err)
-		}
+		copy(c.salt[:], encKey[32:])
 		c.icvLen, c.ivLen, c.block = chacha20poly1305.Overhead, 8, 1
 	default:
 		return nil, fmt.Errorf("suite: %w: %v", ErrUnsupported, s.Encr)
 	}
 	return c, nil
+}
+
+// state returns the cipher state, building what is missing: the
+// encrypting CBC mode when enc, the decrypting one when dec.
+func (c *SKCipher) state(enc, dec bool) (*skState, error) {
+	if c.keys == nil {
+		return nil, fmt.Errorf("suite: SK cipher used after Wipe")
+	}
+	st := c.st
+	if st == nil {
+		st = new(skState)
+	}
+	ek, ik := c.keys[:c.keyLen], c.keys[c.keyLen:]
+	switch c.encr {
+	case transform.EncrAESCBC:
+		if (enc && st.cbcEnc == nil) || (dec && st.cbcDec == nil) {
+			block, err := aes.NewCipher(ek)
+			if err != nil {
+				return nil, fmt.Errorf("suite: %w", err)
+			}
+			var zero [aes.BlockSize]byte
+			var ok bool
+			if enc && st.cbcEnc == nil {
+				if st.cbcEnc, ok = cipher.NewCBCEncrypter(block, zero[:]).(cbcMode); !ok {
+					return nil, fmt.Errorf("suite: AES-CBC without SetIV")
+				}
+			}
+			if dec && st.cbcDec == nil {
+				if st.cbcDec, ok = cipher.NewCBCDecrypter(block, zero[:]).(cbcMode); !ok {
+					return nil, fmt.Errorf("suite: AES-CBC without SetIV")
+				}
+			}
+		}
+		if st.mac == nil {
+			var h func() hash.Hash
+			switch c.integ {
+			case transform.IntegHMACSHA196:
+				h = sha1.New
+			case transform.IntegHMACSHA256128:
+				h = sha256.New
+			case transform.IntegHMACSHA384192:
+				h = sha512.New384
+			case transform.IntegHMACSHA512256:
+				h = sha512.New
+			}
+			st.mac = hmac.New(h, ik)
+		}
+	case transform.EncrAESGCM16:
+		if st.aead == nil {
+			block, err := aes.NewCipher(ek[:len(ek)-4])
+			if err != nil {
+				return nil, fmt.Errorf("suite: %w", err)
+			}
+			if st.aead, err = cipher.NewGCM(block); err != nil {
+				return nil, fmt.Errorf("suite: %w", err)
+			}
+		}
+	case transform.EncrChaCha20Poly1305:
+		if st.aead == nil {
+			var err error
+			if st.aead, err = chacha20poly1305.New(ek[:32]); err != nil {
+				return nil, fmt.Errorf("suite: %w", err)
+			}
+		}
+	}
+	c.st = st
+	return st, nil
+}
+
+// Release drops the cipher state built from the keys (key schedules, CBC
+// modes, HMAC states, AEAD); the next Seal or Open builds it again. The
+// keys stay. (The standard library offers no way to clear the expanded
+// state; it becomes garbage.)
+func (c *SKCipher) Release() {
+	if c == nil || c.st == nil {
+		return
+	}
+	clear(c.st.sum[:])
+	c.st = nil
 }
 
 // String never prints key material.
@@ -190,8 +255,9 @@ func (c *SKCipher) PlaintextCap(sealed int) int {
 // capacity at msg[len(msg)+IVLen():] (serialised in place), but must not
 // overlap msg otherwise.
 func (c *SKCipher) Seal(msg, plaintext []byte) ([]byte, error) {
-	if c.key == nil {
-		return nil, fmt.Errorf("suite: SK cipher used after Wipe")
+	st, err := c.state(true, false)
+	if err != nil {
+		return nil, err
 	}
 	n := len(plaintext)
 	total := c.SealedLen(n)
@@ -204,30 +270,30 @@ func (c *SKCipher) Seal(msg, plaintext []byte) ([]byte, error) {
 	clear(body[n : n+padLen])
 	body[len(body)-1] = byte(padLen)
 
-	if c.aead != nil {
+	if st.aead != nil {
 		c.counter++
 		binary.BigEndian.PutUint64(iv, c.counter)
-		nonce := c.nonceFor(iv)
-		c.aead.Seal(body[:0], nonce, body, msg[:off])
+		nonce := c.nonceFor(st, iv)
+		st.aead.Seal(body[:0], nonce, body, msg[:off])
 		return msg, nil
 	}
 	if _, err := io.ReadFull(c.rand, iv); err != nil {
 		return nil, fmt.Errorf("suite: SK IV: %w", err)
 	}
-	c.cbcEnc.SetIV(iv)
-	c.cbcEnc.CryptBlocks(body, body)
+	st.cbcEnc.SetIV(iv)
+	st.cbcEnc.CryptBlocks(body, body)
 	icvOff := off + total - c.icvLen
-	c.mac.Reset()
-	c.mac.Write(msg[:icvOff])
-	sum := c.mac.Sum(c.sum[:0])
+	st.mac.Reset()
+	st.mac.Write(msg[:icvOff])
+	sum := st.mac.Sum(st.sum[:0])
 	copy(msg[icvOff:], sum[:c.icvLen])
 	return msg, nil
 }
 
-func (c *SKCipher) nonceFor(iv []byte) []byte {
-	copy(c.nonce[:4], c.salt[:])
-	copy(c.nonce[4:], iv)
-	return c.nonce[:]
+func (c *SKCipher) nonceFor(st *skState, iv []byte) []byte {
+	copy(st.nonce[:4], c.salt[:])
+	copy(st.nonce[4:], iv)
+	return st.nonce[:]
 }
 
 // Open checks and decrypts the SK (or SKF) payload that ends msg, whose IV
@@ -241,7 +307,7 @@ func (c *SKCipher) nonceFor(iv []byte) []byte {
 // error wrapping ErrIntegrity and leaves no plaintext behind; the caller
 // drops the message (RFC 7296 §2.21).
 func (c *SKCipher) Open(dst, msg []byte, off int) ([]byte, error) {
-	if c.key == nil {
+	if c.keys == nil {
 		return nil, fmt.Errorf("suite: SK cipher used after Wipe")
 	}
 	if off < 0 || len(msg)-off < c.ivLen+c.block+c.icvLen {
@@ -253,25 +319,28 @@ func (c *SKCipher) Open(dst, msg []byte, off int) ([]byte, error) {
 	if len(ct)%c.block != 0 {
 		return nil, fmt.Errorf("%w: ciphertext not a multiple of the block size", ErrIntegrity)
 	}
+	st, err := c.state(false, true)
+	if err != nil {
+		return nil, err
+	}
 	var out []byte
-	if c.aead != nil {
-		var err error
-		out, err = c.aead.Open(dst, c.nonceFor(iv), msg[off+c.ivLen:], msg[:off])
+	if st.aead != nil {
+		out, err = st.aead.Open(dst, c.nonceFor(st, iv), msg[off+c.ivLen:], msg[:off])
 		if err != nil {
 			return nil, fmt.Errorf("%w: AEAD tag mismatch", ErrIntegrity)
 		}
 	} else {
-		c.mac.Reset()
-		c.mac.Write(msg[:icvOff])
-		sum := c.mac.Sum(c.sum[:0])
+		st.mac.Reset()
+		st.mac.Write(msg[:icvOff])
+		sum := st.mac.Sum(st.sum[:0])
 		if subtle.ConstantTimeCompare(sum[:c.icvLen], msg[icvOff:]) != 1 {
 			return nil, fmt.Errorf("%w: ICV mismatch", ErrIntegrity)
 		}
 		var tail []byte
 		out, tail = sliceForAppend(dst, len(ct))
 		copy(tail, ct) // no-op when decrypting in place
-		c.cbcDec.SetIV(iv)
-		c.cbcDec.CryptBlocks(tail, tail)
+		st.cbcDec.SetIV(iv)
+		st.cbcDec.CryptBlocks(tail, tail)
 	}
 	pt := out[len(dst):]
 	padLen := int(pt[len(pt)-1])
@@ -291,17 +360,16 @@ func (c *SKCipher) OpenInPlace(msg []byte, off int) ([]byte, error) {
 	return c.Open(msg[off+c.ivLen:off+c.ivLen], msg, off)
 }
 
-// Wipe zeroes the cipher's copy of SK_e; the cipher is unusable afterwards.
-// (The expanded AES and HMAC key schedules live inside the standard library,
-// which offers no way to clear them; they become garbage here.)
+// Wipe zeroes the cipher's copy of SK_e and SK_a and releases its state;
+// the cipher is unusable afterwards.
 func (c *SKCipher) Wipe() {
 	if c == nil {
 		return
 	}
-	clear(c.key)
+	clear(c.keys)
 	clear(c.salt[:])
-	clear(c.sum[:])
-	c.key, c.cbcEnc, c.cbcDec, c.mac, c.aead = nil, nil, nil, nil, nil
+	c.keys = nil
+	c.Release()
 }
 
 // sliceForAppend extends in by n octets, reusing its capacity when possible,
