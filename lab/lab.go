@@ -432,6 +432,14 @@ func (l *Lab) buildCPE(c *CPE) error {
 			return err
 		}
 	}
+	// A WAN address change adds the new address before removing the old
+	// one: the new one must survive as the primary (Linux removes the
+	// secondaries with their primary unless told otherwise).
+	for _, key := range []string{"net.ipv4.conf.all.promote_secondaries", "net.ipv4.conf.default.promote_secondaries"} {
+		if err := sysctl(c.NS, key, "1"); err != nil {
+			return err
+		}
+	}
 	if err := veth(sw, c.Name, c.NS, "eth0", "br0"); err != nil {
 		return err
 	}

@@ -118,8 +118,6 @@ func TestRemovedCPE(t *testing.T) {
 	c2, _ := l.CPE("cpe2")
 	c3, _ := l.CPE("cpe3")
 	oldSPI := s0.Group().SPI
-	held := groupKeys(t, c3.KeyFile, oldSPI) // what cpe3 could decrypt with
-	defer held.Wipe()
 
 	if err := l.RemoveCPE(ctx, c3.Name); err != nil {
 		t.Fatal(err)
@@ -178,8 +176,11 @@ func TestRemovedCPE(t *testing.T) {
 		t.Fatalf("captured %d ESP packets with the new SPI between %v and %v, want at least %d", n, c1.WAN, c2.WAN, 2*st.Received)
 	}
 
-	// Decrypt with our esp package: the removed CPE's keys fail on every
-	// packet, the new keys open every one into the pings we sent.
+	// Decrypt with our esp package: the removed CPE's keys (from its key
+	// table, which outlives it) fail on every packet, the new keys open
+	// every one into the pings we sent.
+	held := groupKeys(t, c3.KeyFile, oldSPI)
+	defer held.Wipe()
 	old, err := lab.Decrypt(pkts, spiNew, held, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -358,11 +359,13 @@ func TestRekeyUnderLoad(t *testing.T) {
 			t.Errorf("%s lost %d pings over %d rekeys", p.name, len(st.Lost), rekeys)
 		}
 	}
+	// Stopped by SIGINT, iperf3 exits 1 and reports what it sent.
 	out, err := ip.stop()
-	if err != nil || !strings.Contains(out, "sender") {
-		t.Errorf("iperf3: %v\n%s", err, out)
+	sent := iperfSent(out)
+	if (err != nil && !strings.Contains(out, "interrupt - the client has terminated")) || sent == 0 {
+		t.Errorf("iperf3 (%.1f MB sent): %v\n%s", sent, err, out)
 	}
-	t.Logf("iperf3:\n%s", iperfSummary(out))
+	t.Logf("iperf3 during the rekeys:\n%s", iperfSummary(out))
 }
 
 // TestWANChange: a CPE's WAN address changes (a new DHCP lease); the other

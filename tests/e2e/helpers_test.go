@@ -102,6 +102,9 @@ func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range append([]string{"hub"}, names(l)...) {
+				if l.LogOffset(n) == 0 {
+					continue // never started
+				}
 				t.Logf("--- %s log: the last lines above debug level ---\n%s", n, logTail(l, n, 30))
 			}
 		}
@@ -215,7 +218,7 @@ type iperf struct {
 func startIperf(t *testing.T, ctx context.Context, serverNS, clientNS, dst, rate string) *iperf {
 	t.Helper()
 	testenv.Binary(t, "iperf3", "apt-get install iperf3")
-	srv := lab.Command(ctx, serverNS, "iperf3", "-s", "-1")
+	srv := lab.Command(ctx, serverNS, "iperf3", "-s", "-1", "--forceflush")
 	var srvOut syncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
@@ -228,7 +231,7 @@ func startIperf(t *testing.T, ctx context.Context, serverNS, clientNS, dst, rate
 		t.Fatalf("iperf3 server did not start: %v: %s", err, srvOut.String())
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	cl := lab.Command(cctx, clientNS, "iperf3", "-c", dst, "-t", "600", "-b", rate, "-i", "0", "-f", "m")
+	cl := lab.Command(cctx, clientNS, "iperf3", "-c", dst, "-t", "600", "-b", rate, "-i", "0", "-f", "m", "--forceflush")
 	var clOut syncBuffer
 	cl.Stdout, cl.Stderr = &clOut, &clOut
 	cl.Cancel = func() error { return cl.Process.Signal(os.Interrupt) } // iperf3 prints its report on SIGINT
@@ -377,4 +380,18 @@ func logTail(l *lab.Lab, name string, n int) string {
 		keep = keep[len(keep)-n:]
 	}
 	return strings.Join(keep, "\n")
+}
+
+// iperfSent returns the megabytes iperf3's final sender line reports.
+func iperfSent(out string) float64 {
+	scale := map[string]float64{"Bytes": 1e-6, "KBytes": 1e-3, "MBytes": 1, "GBytes": 1e3}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 6 && f[len(f)-1] == "sender" && scale[f[5]] != 0 {
+			var v float64
+			fmt.Sscanf(f[4], "%g", &v)
+			return v * scale[f[5]]
+		}
+	}
+	return 0
 }
