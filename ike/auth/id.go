@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -241,6 +242,10 @@ func (id ID) Equal(o ID) bool {
 	}
 	return id.data == o.data
 }
+
+// LogValue makes slog print the identity as String does, with every handler
+// (the JSON handler would otherwise show only the exported Type field).
+func (id ID) LogValue() slog.Value { return slog.StringValue(id.String()) }
 
 // String prints the identity in configuration syntax ("fqdn:cpe1.example.net"),
 // suitable for the `id` log field. Text received from the network is quoted

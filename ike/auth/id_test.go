@@ -5,6 +5,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"log/slog"
+	"strings"
 	"net/netip"
 	"testing"
 )
@@ -231,5 +233,17 @@ func TestPattern(t *testing.T) {
 	}
 	if (Pattern{}).Match(MustParseID("fqdn:x")) {
 		t.Error("zero Pattern matches")
+	}
+}
+
+func TestIDLogValueInJSON(t *testing.T) {
+	id, err := ParseID("fqdn:cpe3.lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("refused", "id", id)
+	if !strings.Contains(buf.String(), `"id":"fqdn:cpe3.lab"`) {
+		t.Errorf("JSON log line does not name the identity: %s", buf.String())
 	}
 }
