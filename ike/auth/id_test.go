@@ -6,8 +6,8 @@ import (
 	"encoding/asn1"
 	"errors"
 	"log/slog"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
