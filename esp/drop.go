@@ -22,6 +22,7 @@ const (
 	DropTooBig            // inner packet does not fit the buffer
 	DropOverload          // queue full
 	DropNotIP             // inner packet is neither IPv4 nor IPv6
+	DropTUNWrite          // the TUN refused a batch of inner packets
 	numDrops
 )
 
@@ -40,6 +41,7 @@ var dropNames = [numDrops]string{
 	DropTooBig:       "too_big",
 	DropOverload:     "overload",
 	DropNotIP:        "not_ip",
+	DropTUNWrite:     "tun_write",
 }
 
 func (d Drop) String() string {
@@ -59,6 +61,13 @@ type Counters struct {
 func (c *Counters) Add(d Drop) {
 	if d != DropNone && d < numDrops {
 		c.c[d].Add(1)
+	}
+}
+
+// AddN counts n packets dropped for d.
+func (c *Counters) AddN(d Drop, n uint64) {
+	if d != DropNone && d < numDrops {
+		c.c[d].Add(n)
 	}
 }
 

@@ -32,15 +32,16 @@ type sockConn struct {
 	rn    int
 	rerr  error
 
-	wmu   sync.Mutex // serialises WriteBatch; guards the w* fields
-	whdr  []mmsghdr
-	wiov  []unix.Iovec
-	wname []unix.RawSockaddrInet6
-	wcmsg [][]byte
-	wn    int
-	wcnt  int
-	werr  error
-	write func(fd uintptr) bool
+	wmu    sync.Mutex // serialises WriteBatch; guards the w* fields
+	whdr   []mmsghdr
+	wiov   []unix.Iovec
+	wname  []unix.RawSockaddrInet6
+	wcmsg  [][]byte
+	wfirst []int // index (into the packed messages) of each entry's first message
+	wn     int
+	wcnt   int
+	werr   error
+	write  func(fd uintptr) bool
 }
 
 type mmsghdr struct {
@@ -102,6 +103,7 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 	c.wiov = make([]unix.Iovec, maxBatch)
 	c.wname = make([]unix.RawSockaddrInet6, maxBatch)
 	c.wcmsg = make([][]byte, maxBatch)
+	c.wfirst = make([]int, maxBatch+1)
 	for i := range c.wcmsg {
 		c.wcmsg[i] = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(unix.SizeofInet6Pktinfo))
 	}
@@ -178,15 +180,15 @@ func (c *sockConn) WriteBatch(ms []Message) (int, error) {
 	for sent < len(ms) {
 		k, consumed := c.pack(ms[sent:])
 		if err := c.flush(k); err != nil {
-			if c.gso && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
+			if errors.Is(err, errGSO) {
 				// The kernel or the device refused segmentation (or a
-				// segment exceeds the path MTU): go on without it. Part of
-				// the batch may go out twice; the peer's replay window or
-				// TCP absorbs that.
+				// segment exceeds the path MTU): resend what did not go
+				// out, without GSO from now on.
 				c.gso = false
+				sent += c.wfirst[c.wn]
 				continue
 			}
-			return sent, err
+			return sent + c.wfirst[c.wn], err
 		}
 		sent += consumed
 	}
@@ -204,6 +206,7 @@ func (c *sockConn) pack(ms []Message) (hdrs, consumed int) {
 		nlen := addrPortToSockaddr(m.Addr, &c.wname[hdrs], c.v6)
 		h.hdr.Name = (*byte)(unsafe.Pointer(&c.wname[hdrs]))
 		h.hdr.Namelen = nlen
+		c.wfirst[hdrs] = consumed
 		first := iov
 		size := m.N
 		total := 0
@@ -289,9 +292,15 @@ func (c *sockConn) doWrite(fd uintptr) bool {
 		return false
 	}
 	if errno != 0 {
-		if c.wn < c.wcnt && isTransient(errno) {
+		if c.gso && c.whdr[c.wn].hdr.Iovlen > 1 && (errno == unix.EIO || errno == unix.EINVAL || errno == unix.EMSGSIZE) {
+			// Segments larger than the path MTU (EMSGSIZE; EINVAL on older
+			// kernels) or a device without segmentation (EIO).
+			c.werr = errGSO
+			return true
+		}
+		if isTransient(errno) || errno == unix.EINVAL {
 			// One datagram the kernel refused (no route, unreachable peer,
-			// too big): skip it rather than stall the batch.
+			// too big, bad address): skip it rather than stall the batch.
 			c.wn++
 			return c.wn >= c.wcnt
 		}
@@ -301,6 +310,9 @@ func (c *sockConn) doWrite(fd uintptr) bool {
 	c.wn += int(n)
 	return c.wn >= c.wcnt
 }
+
+// errGSO reports a segmentation offload failure of one sendmmsg entry.
+var errGSO = errors.New("dataplane: UDP GSO refused")
 
 func isTransient(e syscall.Errno) bool {
 	switch e {

@@ -239,9 +239,13 @@ var (
 // marker is the ping payload pattern that must never appear on the wire.
 const marker = "5ec2e7c0ffee5a1ad0d0cafef00d1234"
 
-func ping(t *testing.T, from *site, dst netip.Addr) {
+func ping(t *testing.T, from *site, dst netip.Addr, size ...int) {
 	t.Helper()
-	out, err := from.lan.Run("ping", "-c", "3", "-i", "0.2", "-W", "3", "-p", marker, dst.String())
+	args := []string{"-c", "3", "-i", "0.2", "-W", "3", "-p", marker}
+	if len(size) > 0 {
+		args = append(args, "-s", fmt.Sprint(size[0]))
+	}
+	out, err := from.lan.Run("ping", append(args, dst.String())...)
 	if err != nil {
 		t.Fatalf("ping %v from lan%d: %v\n%s", dst, from.i, err, out)
 	}
@@ -312,15 +316,33 @@ func TestNetnsThreeCPEs(t *testing.T) {
 		outer6 bool
 		raw    bool
 		suite  transform.ESP
+		mtu    int // underlay MTU; 0 keeps 1500
 	}{
-		{"outer4-udp-cbc", false, false, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 128, Integ: transform.IntegHMACSHA256128}},
-		{"outer4-raw-gcm", false, true, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}},
-		{"outer6-udp-gcm", true, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 256}},
-		{"outer6-raw-cbc", true, true, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA512256}},
+		{"outer4-udp-cbc", false, false, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 128, Integ: transform.IntegHMACSHA256128}, 0},
+		{"outer4-raw-gcm", false, true, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 0},
+		{"outer6-udp-gcm", true, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 256}, 0},
+		{"outer6-raw-cbc", true, true, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA512256}, 0},
+		// ESP packets bigger than the underlay MTU: UDP GSO refuses the
+		// segments, the backend falls back to plain sends, the kernel
+		// fragments the outer packets.
+		{"outer4-udp-gcm-mtu1280", false, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 1280},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.mtu != 0 {
+				for _, s := range sites {
+					s.cpe.MustIP("link", "set", "eth0", "mtu", fmt.Sprint(c.mtu))
+					core.MustIP("link", "set", fmt.Sprintf("c%d", s.i), "mtu", fmt.Sprint(c.mtu))
+				}
+			}
 			start(t, sites, c.outer6, c.raw, c.suite)
 			defer stop(sites)
+			defer func() {
+				if t.Failed() {
+					for _, s := range sites {
+						t.Logf("cpe%d: %+v", s.i, s.b.Stats())
+					}
+				}
+			}()
 			done := capture(t, core)
 			// Every pair of sites, both inner families.
 			for _, from := range sites {
@@ -331,6 +353,9 @@ func TestNetnsThreeCPEs(t *testing.T) {
 					}
 				}
 			}
+			// Inner packets of the TUN's full MTU.
+			ping(t, sites[0], sites[1].host4, 1400-28)
+			ping(t, sites[0], sites[1].host6, 1400-48)
 			tcpTransfer(t, sites[0], sites[1], sites[1].host4)
 			tcpTransfer(t, sites[2], sites[0], sites[0].host6)
 			file := done()

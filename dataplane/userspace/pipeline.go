@@ -438,13 +438,15 @@ func (b *Backend) deliverBatch(bt *batch) {
 	if len(bt.out) == 0 {
 		return
 	}
-	n, err := b.tun.Write(bt.out, tunOff)
-	if err != nil && n < len(bt.out) && !b.isClosing() {
-		for range len(bt.out) - n {
-			b.drops.Add(esp.DropOverload)
+	// tun.Device.Write reports bytes or packets depending on the device;
+	// only its error says whether the batch went in.
+	if _, err := b.tun.Write(bt.out, tunOff); err != nil {
+		if !b.isClosing() {
+			b.drops.AddN(esp.DropTUNWrite, uint64(len(bt.out)))
 		}
+		return
 	}
-	b.rxPackets.Add(uint64(n))
+	b.rxPackets.Add(uint64(len(bt.out)))
 	b.rxBytes.Add(bytes)
 }
 
