@@ -228,7 +228,8 @@ func (h *SA) startDeleteChild(spi uint32) (<-chan error, error) {
 // UpdateAddresses moves the IKE SA and its CHILD_SAs to a new local (and,
 // if valid, remote) address with MOBIKE (RFC 4555 §3.5): it sends
 // UPDATE_SA_ADDRESSES from the new address and returns once the peer
-// answered. Only the original initiator may do so.
+// answered. A zero local address means the one the kernel chooses now
+// (looked up on a SourceAddrConn). Only the original initiator may do so.
 func (h *SA) UpdateAddresses(ctx context.Context, local, remote netip.AddrPort) error {
 	return h.wait(ctx, func() (<-chan error, error) {
 		cur := h.cur

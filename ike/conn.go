@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -31,14 +32,37 @@ type Conn interface {
 	Close() error
 }
 
+// SourceAddrConn is a Conn on a wildcard socket that can tell which local
+// address the kernel sends datagrams to dst from (its route choice), as
+// UDPConn does. The manager asks before it has seen a datagram of an SA
+// (an initiator's IKE_SA_INIT, a responder on a conn that does not report
+// destination addresses), so that NAT_DETECTION_SOURCE_IP hashes the real
+// address (RFC 7296 §2.23). An error means unknown: the manager then sends
+// no NAT_DETECTION_SOURCE_IP rather than a wrong one, and never concludes
+// that it is behind a NAT from an address it does not know.
+type SourceAddrConn interface {
+	Conn
+	SourceAddr(dst netip.AddrPort) (netip.Addr, error)
+}
+
 // UDPConn is a Conn over a *net.UDPConn that learns the destination address
 // of each datagram (IP_PKTINFO / IPV6_RECVPKTINFO) and sends from a chosen
 // source address, so one wildcard socket serves every local address.
+//
+// On a wildcard socket, SourceAddr looks up the source address the kernel
+// chooses for a destination, with an unbound probe socket per family in the
+// socket's network namespace (made when the UDPConn is made).
 type UDPConn struct {
 	c     *net.UDPConn
 	local netip.AddrPort
 	v6    bool
+
+	probeMu sync.Mutex // guards probes (connect, then getsockname)
+	// probes are the IPv4 and IPv6 probe sockets (-1: none).
+	probes [2]int
 }
+
+var _ SourceAddrConn = (*UDPConn)(nil)
 
 // ListenUDP opens a UDP socket on addr ("0.0.0.0:500", "[::]:4500", ...).
 func ListenUDP(network string, addr netip.AddrPort) (*UDPConn, error) {
@@ -57,7 +81,7 @@ func ListenUDP(network string, addr netip.AddrPort) (*UDPConn, error) {
 // NewUDPConn wraps c, enabling packet info on it.
 func NewUDPConn(c *net.UDPConn) (*UDPConn, error) {
 	la := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	u := &UDPConn{c: c, local: la, v6: la.Addr().Is6() && !la.Addr().Is4In6()}
+	u := &UDPConn{c: c, local: la, v6: la.Addr().Is6() && !la.Addr().Is4In6(), probes: [2]int{-1, -1}}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -78,7 +102,58 @@ func NewUDPConn(c *net.UDPConn) (*UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ike: enable packet info: %w", err)
 	}
+	if la.Addr().IsUnspecified() {
+		u.probes = newProbes(rc, u.v6)
+	}
 	return u, nil
+}
+
+// SourceAddr implements SourceAddrConn: the socket's own address when it is
+// bound to one, else the address the kernel would send from to reach dst.
+func (u *UDPConn) SourceAddr(dst netip.AddrPort) (netip.Addr, error) {
+	if !u.local.Addr().IsUnspecified() {
+		return u.local.Addr(), nil
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if dst.Port() == 0 {
+		dst = netip.AddrPortFrom(dst.Addr(), DefaultIKEPort)
+	}
+	var i int
+	var sa unix.Sockaddr
+	switch {
+	case dst.Addr().Is4():
+		sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+	case dst.Addr().Is6():
+		i, sa = 1, &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+	default:
+		return netip.Addr{}, fmt.Errorf("ike: source address for %v", dst)
+	}
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	fd := u.probes[i]
+	if fd < 0 {
+		return netip.Addr{}, fmt.Errorf("ike: no route lookup for %v on %v", dst, u.local)
+	}
+	// Connecting a UDP socket only chooses the route and source address;
+	// nothing is sent.
+	if err := unix.Connect(fd, sa); err != nil {
+		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
+	}
+	name, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
+	}
+	var a netip.Addr
+	switch n := name.(type) {
+	case *unix.SockaddrInet4:
+		a = netip.AddrFrom4(n.Addr)
+	case *unix.SockaddrInet6:
+		a = netip.AddrFrom16(n.Addr).Unmap()
+	}
+	if !a.IsValid() || a.IsUnspecified() {
+		return netip.Addr{}, fmt.Errorf("ike: no source address for %v", dst)
+	}
+	return a, nil
 }
 
 // ReadPacket implements Conn.
@@ -132,7 +207,17 @@ func (u *UDPConn) WritePacket(b []byte, src, dst netip.AddrPort) error {
 func (u *UDPConn) LocalAddr() netip.AddrPort { return u.local }
 
 // Close implements Conn.
-func (u *UDPConn) Close() error { return u.c.Close() }
+func (u *UDPConn) Close() error {
+	u.probeMu.Lock()
+	for i, fd := range u.probes {
+		if fd >= 0 {
+			unix.Close(fd)
+			u.probes[i] = -1
+		}
+	}
+	u.probeMu.Unlock()
+	return u.c.Close()
+}
 
 // UDPConn returns the underlying socket (for UDP_ENCAP_ESPINUDP with XFRM).
 func (u *UDPConn) UDPConn() *net.UDPConn { return u.c }

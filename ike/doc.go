@@ -20,7 +20,8 @@
 //
 // API summary:
 //   - New, (*Manager).AddConn, Close, Shutdown; ListenUDP for sockets with
-//     packet info (one wildcard socket serves every local address).
+//     packet info (one wildcard socket serves every local address, and
+//     looks up the source address towards a peer: SourceAddrConn).
 //   - (*Manager).Initiate(ctx, Connection) establishes an IKE SA with its
 //     first CHILD_SA to the first of Connection.Remote that answers.
 //   - *SA is a handle that survives IKE rekeying: Info, Done, Err, Close,
@@ -64,7 +65,11 @@
 // and request hash. Rekey collisions follow RFC 7296 §2.8.1/§2.8.2 (the
 // SA made with the lowest nonce is deleted by its creator) and §2.25.
 //
-// NAT-T (RFC 7296 §2.23, RFC 3948): NAT_DETECTION_* in IKE_SA_INIT, float
+// NAT-T (RFC 7296 §2.23, RFC 3948): NAT_DETECTION_* in IKE_SA_INIT, hashed
+// from the real local address (the destination of each datagram where the
+// socket tells it, else the kernel's source address where the socket can
+// look it up; never the wildcard: an address nobody can tell yields no
+// NAT_DETECTION_SOURCE_IP and no claim to be behind a NAT), float
 // to the NAT-T port, keepalives from behind a NAT, addresses followed on
 // authenticated messages; MOBIKE (RFC 4555) UPDATE_SA_ADDRESSES moves an
 // initiator to a new address; IKE fragmentation (RFC 7383) when both sides

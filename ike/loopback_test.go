@@ -85,3 +85,172 @@ func TestLoopback(t *testing.T) {
 		t.Fatalf("hub dropped datagrams: %+v", st)
 	}
 }
+
+// blindConn is a socket that cannot tell the destination address of a
+// datagram nor look up its source address (no packet info, no route
+// lookup), like a data plane's conn that only hands over datagrams.
+type blindConn struct{ c Conn }
+
+func (b blindConn) ReadPacket(p []byte) (int, netip.AddrPort, netip.AddrPort, error) {
+	n, src, _, err := b.c.ReadPacket(p)
+	return n, src, netip.AddrPort{}, err
+}
+func (b blindConn) WritePacket(p []byte, _, dst netip.AddrPort) error {
+	return b.c.WritePacket(p, netip.AddrPort{}, dst)
+}
+func (b blindConn) LocalAddr() netip.AddrPort { return b.c.LocalAddr() }
+func (b blindConn) Close() error              { return b.c.Close() }
+
+// TestLoopbackWildcardNAT: an initiator on wildcard sockets and no
+// Connection.Local, with no NAT on the path, must neither believe it is
+// behind a NAT nor make the responder believe it (RFC 7296 §2.23: NAT-D
+// hashes the real address). With packet info and route lookup (UDPConn)
+// it learns 127.0.0.1 and NAT detection runs; on sockets that can tell
+// nothing it sends no NAT_DETECTION_SOURCE_IP and claims no NAT. Both
+// ends of both runs see no NAT and negotiate plain ESP.
+func TestLoopbackWildcardNAT(t *testing.T) {
+	for _, blind := range []bool{false, true} {
+		name := "packet info"
+		if blind {
+			name = "blind sockets"
+		}
+		t.Run(name, func(t *testing.T) {
+			checkGoroutines(t)
+			listen := func(addr string) *UDPConn {
+				c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			r500, r4500 := listen("127.0.0.1:0"), listen("127.0.0.1:0")
+			i500, i4500 := listen("0.0.0.0:0"), listen("0.0.0.0:0")
+			var ic500, ic4500 Conn = i500, i4500
+			if blind {
+				ic500, ic4500 = blindConn{i500}, blindConn{i4500}
+			}
+			lo := netip.MustParseAddr("127.0.0.1")
+			if a, err := i500.SourceAddr(netip.AddrPortFrom(lo, 500)); err != nil || a != lo {
+				t.Fatalf("route lookup on the wildcard socket: %v, %v", a, err)
+			}
+			newM := func(cfg Config, c500, c4500 Conn, name string) (*Manager, chan Event) {
+				events := make(chan Event, 64)
+				cfg.Events = func(ev Event) { events <- ev }
+				cfg.Logger = testLogger(t, name)
+				cfg.NATTPort = r4500.LocalAddr().Port()
+				m, err := New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.AddConn(c500, false)
+				m.AddConn(c4500, true)
+				t.Cleanup(m.Close)
+				return m, events
+			}
+			rcfg := baseConfig(hubID)
+			rcfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
+			rcfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
+			hub, hubEvents := newM(rcfg, r500, r4500, "hub")
+			cpe, cpeEvents := newM(baseConfig(cpeID), ic500, ic4500, "cpe")
+			sa, err := cpe.Initiate(ctx(t), Connection{Remote: []netip.AddrPort{r500.LocalAddr()}, RemoteID: hubID,
+				LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			child := func(events chan Event) *ChildSA {
+				t.Helper()
+				for {
+					select {
+					case ev := <-events:
+						if ev.Kind == EventChildUp {
+							return ev.Child
+						}
+					case <-time.After(stepTimeout):
+						t.Fatal("no CHILD_SA event")
+					}
+				}
+			}
+			ic, rc := child(cpeEvents), child(hubEvents)
+			ii, hi := sa.Info(), hub.SAs()[0]
+			if ii.NATLocal || ii.NATRemote || hi.NATLocal || hi.NATRemote {
+				t.Fatalf("NAT claimed without a NAT: initiator local %v remote %v, responder local %v remote %v",
+					ii.NATLocal, ii.NATRemote, hi.NATLocal, hi.NATRemote)
+			}
+			if ic.Encap || rc.Encap || ii.Encap {
+				t.Fatal("ESP UDP-encapsulated without a NAT")
+			}
+			if !blind && ii.Local != netip.AddrPortFrom(lo, i500.LocalAddr().Port()) {
+				t.Fatalf("initiator's local address %v, want 127.0.0.1", ii.Local)
+			}
+			if rc.Remote != netip.AddrPortFrom(lo, i500.LocalAddr().Port()) {
+				t.Fatalf("responder's CHILD_SA peer %v", rc.Remote)
+			}
+			if err := sa.Close(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestLoopbackBlindNATT: a responder whose NAT-T socket cannot tell
+// datagrams' destination (as the userspace data plane's port-4500 conn
+// handed over through internal/ops.PacketConn) keeps the local address
+// it learnt on port 500 when the initiator floats to 4500, instead of
+// taking the wildcard for its address.
+func TestLoopbackBlindNATT(t *testing.T) {
+	checkGoroutines(t)
+	listen := func(addr string) *UDPConn {
+		c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	r500, r4500 := listen("0.0.0.0:0"), listen("0.0.0.0:0")
+	i500, i4500 := listen("127.0.0.1:0"), listen("127.0.0.1:0")
+	newM := func(cfg Config, c500, c4500 Conn, name string) (*Manager, chan Event) {
+		events := make(chan Event, 64)
+		cfg.Events = func(ev Event) { events <- ev }
+		cfg.Logger = testLogger(t, name)
+		cfg.MOBIKE = true // float to the NAT-T socket without a NAT
+		cfg.NATTPort = r4500.LocalAddr().Port()
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.AddConn(c500, false)
+		m.AddConn(c4500, true)
+		t.Cleanup(m.Close)
+		return m, events
+	}
+	rcfg := baseConfig(hubID)
+	rcfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
+	rcfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
+	_, hubEvents := newM(rcfg, r500, blindConn{r4500}, "hub")
+	cpe, _ := newM(baseConfig(cpeID), i500, i4500, "cpe")
+	lo := netip.MustParseAddr("127.0.0.1")
+	sa, err := cpe.Initiate(ctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(lo, r500.LocalAddr().Port())}, RemoteID: hubID,
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case ev := <-hubEvents:
+			if ev.Kind != EventChildUp {
+				continue
+			}
+			want := netip.AddrPortFrom(lo, r4500.LocalAddr().Port())
+			if ev.Info.Local != want || ev.Child.Local != want || ev.Info.NATLocal || ev.Info.NATRemote {
+				t.Fatalf("hub's path after the float: local %v, CHILD_SA local %v (want %v), NAT %v/%v",
+					ev.Info.Local, ev.Child.Local, want, ev.Info.NATLocal, ev.Info.NATRemote)
+			}
+			if err := sa.Close(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(stepTimeout):
+			t.Fatal("no CHILD_SA on the hub")
+		}
+	}
+}

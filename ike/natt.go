@@ -24,23 +24,34 @@ func natHash(spiI, spiR uint64, ap netip.AddrPort) []byte {
 	return h.Sum(nil)
 }
 
+// known reports whether a is an address of this host that we know: valid
+// and not the wildcard a socket bound to all addresses reports.
+func known(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
 // natdNotifies returns NAT_DETECTION_SOURCE_IP for our address src and
 // NAT_DETECTION_DESTINATION_IP for the peer's dst. forceEncap replaces the
 // source hash by random octets, so the peer believes we are behind a NAT.
+// When src is not known (a wildcard socket that cannot look up its source
+// address) there is no NAT_DETECTION_SOURCE_IP: RFC 7296 §2.23 wants the
+// hash of the real address, and a hash of the wildcard would tell the peer
+// we are behind a NAT when we may not be. The peer then cannot detect a
+// NAT in front of us; it still learns about its own side from ours.
 func natdNotifies(spiI, spiR uint64, src, dst netip.AddrPort, forceEncap bool, r io.Reader) []wire.Payload {
-	s := natHash(spiI, spiR, src)
-	if forceEncap {
-		_, _ = io.ReadFull(r, s)
+	var ps []wire.Payload
+	if known(src.Addr()) || forceEncap {
+		s := natHash(spiI, spiR, src)
+		if forceEncap {
+			_, _ = io.ReadFull(r, s)
+		}
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyNATDetectionSourceIP, Data: s})
 	}
-	return []wire.Payload{
-		&wire.Notify{NotifyType: wire.NotifyNATDetectionSourceIP, Data: s},
-		&wire.Notify{NotifyType: wire.NotifyNATDetectionDestinationIP, Data: natHash(spiI, spiR, dst)},
-	}
+	return append(ps, &wire.Notify{NotifyType: wire.NotifyNATDetectionDestinationIP, Data: natHash(spiI, spiR, dst)})
 }
 
 // checkNATD compares the peer's NAT-D notifies with the addresses of the
 // datagram (src: the peer as we see it, dst: us as we were reached).
-// present is false when the peer sent none.
+// present is false when the peer sent none. With dst unknown (not known),
+// natLocal is false: we do not claim a NAT we cannot see.
 func checkNATD(ps []wire.Payload, spiI, spiR uint64, src, dst netip.AddrPort) (natRemote, natLocal, present bool) {
 	srcHash := natHash(spiI, spiR, src)
 	dstHash := natHash(spiI, spiR, dst)
@@ -67,10 +78,68 @@ func checkNATD(ps []wire.Payload, spiI, spiR uint64, src, dst netip.AddrPort) (n
 	if !sawSrc {
 		natRemote = false
 	}
-	if !sawDst {
+	if !sawDst || !known(dst.Addr()) {
 		natLocal = false
 	}
 	return natRemote, natLocal, sawSrc || sawDst
+}
+
+// localOf is our address as datagram p reached it: p.dst when the socket
+// told, else the SA's local address (with p's port) when that is known,
+// else unknown (the zero AddrPort).
+func (h *SA) localOf(p *packet) netip.AddrPort {
+	if known(p.dst.Addr()) {
+		return p.dst
+	}
+	if known(h.local.Addr()) {
+		return netip.AddrPortFrom(h.local.Addr(), p.dst.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// lookupLocal completes h.local before the SA has a datagram that tells
+// it: the socket's port when the port is missing, and, when the address is
+// unknown, the socket's address or, on a wildcard socket, the source
+// address the kernel would choose to reach the peer (SourceAddrConn).
+func (h *SA) lookupLocal() {
+	if known(h.local.Addr()) && h.local.Port() != 0 {
+		return
+	}
+	mc := h.m.pickConn(h.natt, h.local, h.remote)
+	if mc == nil {
+		return
+	}
+	la := mc.c.LocalAddr()
+	port := h.local.Port()
+	if port == 0 {
+		port = la.Port()
+	}
+	a := h.local.Addr()
+	switch {
+	case known(a):
+	case known(la.Addr()):
+		a = la.Addr()
+	default:
+		if sc, ok := mc.c.(SourceAddrConn); ok {
+			s, err := sc.SourceAddr(h.remote)
+			if err == nil && known(s) {
+				a = s
+			} else {
+				h.log.Debug("local address unknown", "peer", h.remote, "err", err)
+			}
+		}
+	}
+	h.local = netip.AddrPortFrom(a, port)
+}
+
+// natdLocal is our address for NAT_DETECTION_SOURCE_IP before a datagram
+// of the SA told it: see lookupLocal. The zero AddrPort means unknown.
+func (h *SA) natdLocal() netip.AddrPort {
+	h.lookupLocal()
+	if known(h.local.Addr()) {
+		return h.local
+	}
+	return netip.AddrPort{}
 }
 
 // notePath follows address changes seen in an authenticated message (RFC
@@ -88,8 +157,14 @@ func (h *SA) notePath(p *packet, force bool) bool {
 		h.remote = p.src
 		changed = true
 	}
-	if p.dst.Addr().IsValid() && h.local != p.dst && (changed || force || !h.local.Addr().IsValid() || h.local.Addr().IsUnspecified()) {
-		h.local = p.dst
+	// A socket that cannot tell the destination leaves the address as it
+	// was; the port is the socket's.
+	dst := h.localOf(p)
+	if !dst.IsValid() {
+		dst = netip.AddrPortFrom(h.local.Addr(), p.dst.Port())
+	}
+	if h.local != dst && (changed || force || !known(h.local.Addr())) {
+		h.local = dst
 		changed = true
 	}
 	if changed && !h.established.IsZero() {

@@ -123,8 +123,12 @@ func (h *SA) initiatorTS() (tsi, tsr []wire.Selector) {
 		for _, a := range c.VirtualIPs {
 			tsi = append(tsi, wire.SelectorFromPrefix(netip.PrefixFrom(a, 0)))
 		}
+	case known(h.natdLocal().Addr()):
+		tsi = selectors([]netip.Prefix{hostPrefix(h.local.Addr())})
 	default:
-		tsi = selectors([]netip.Prefix{hostPrefix(h.natdLocal().Addr())})
+		// Our address is unknown: any of the peer's family; the
+		// responder narrows.
+		tsi = selectors([]netip.Prefix{netip.PrefixFrom(unspecified(h.remote.Addr()), 0)})
 	}
 	if len(c.RemoteTS) > 0 {
 		tsr = selectors(c.RemoteTS)

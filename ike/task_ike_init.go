@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"net/netip"
-
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
@@ -80,18 +78,6 @@ func (m *Manager) initExtras() []wire.Payload {
 	return ps
 }
 
-// natdLocal is our address for NAT_DETECTION_SOURCE_IP: the SA's local
-// address, else the socket's.
-func (h *SA) natdLocal() netip.AddrPort {
-	if h.local.Addr().IsValid() {
-		return h.local
-	}
-	if mc := h.m.pickConn(h.natt, h.local, h.remote); mc != nil {
-		return mc.c.LocalAddr()
-	}
-	return h.local
-}
-
 func (t *ikeInitTask) process(sa *ikeSA, in *inMsg) error {
 	h, m := sa.h, sa.h.m
 	d := sa.init
@@ -150,10 +136,10 @@ func (t *ikeInitTask) process(sa *ikeSA, in *inMsg) error {
 	d.respRaw = bytes.Clone(in.msg.Raw)
 	d.dh.Wipe()
 	d.dh = nil
-	if !h.local.Addr().IsValid() || h.local.Addr().IsUnspecified() {
+	if !known(h.local.Addr()) && known(in.pkt.dst.Addr()) {
 		h.local = in.pkt.dst
 	}
-	h.natRemote, h.natLocal, _ = checkNATD(ps, sa.spiI, sa.spiR, in.pkt.src, in.pkt.dst)
+	h.natRemote, h.natLocal, _ = checkNATD(ps, sa.spiI, sa.spiR, in.pkt.src, h.localOf(in.pkt))
 	h.learnInit(ps)
 	if h.natLocal || h.natRemote || m.cfg.MOBIKE || m.cfg.ForceEncap {
 		h.float()
@@ -321,10 +307,14 @@ func (sa *ikeSA) respondInit(in *inMsg, sel suite.Suite, num uint8) {
 		return
 	}
 	p := in.pkt
-	h.natRemote, h.natLocal, _ = checkNATD(ps, sa.spiI, 0, p.src, p.dst)
+	// The socket may not have told where the request was sent to: then
+	// our address is the one the response leaves from.
+	h.lookupLocal()
+	local := h.localOf(p)
+	h.natRemote, h.natLocal, _ = checkNATD(ps, sa.spiI, 0, p.src, local)
 	h.learnInit(ps)
 	resp := []wire.Payload{ikeSAResponse(sel, num, nil), &wire.KE{Group: sel.DH, Data: dh.PublicValue()}, &wire.Nonce{Data: nr}}
-	resp = append(resp, natdNotifies(sa.spiI, sa.spiR, p.dst, p.src, m.cfg.ForceEncap, m.rand)...)
+	resp = append(resp, natdNotifies(sa.spiI, sa.spiR, local, p.src, m.cfg.ForceEncap, m.rand)...)
 	if m.cfg.CertReqCAs != nil {
 		resp = append(resp, &wire.CertReq{Encoding: wire.CertX509Signature, Data: auth.AppendCertReq(nil, m.cfg.CertReqCAs.KeyHashes())})
 	}

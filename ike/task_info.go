@@ -85,8 +85,9 @@ func (sa *ikeSA) respondInformational(in *inMsg) ([]wire.Payload, func()) {
 			switch p.NotifyType {
 			case wire.NotifyUpdateSAAddresses:
 				if h.mobike && !h.origInitiator {
-					r, l, _ := checkNATD(in.payloads, sa.spiI, sa.spiR, in.pkt.src, in.pkt.dst)
-					resp = append(resp, natdNotifies(sa.spiI, sa.spiR, in.pkt.dst, in.pkt.src, m.cfg.ForceEncap, m.rand)...)
+					local := h.localOf(in.pkt)
+					r, l, _ := checkNATD(in.payloads, sa.spiI, sa.spiR, in.pkt.src, local)
+					resp = append(resp, natdNotifies(sa.spiI, sa.spiR, local, in.pkt.src, m.cfg.ForceEncap, m.rand)...)
 					pkt := in.pkt
 					afters = append(afters, func() {
 						h.natRemote, h.natLocal = r, l
@@ -132,6 +133,9 @@ func (t *mobikeTask) build(sa *ikeSA) ([]wire.Payload, error) {
 	h, m := sa.h, sa.h.m
 	if t.local.IsValid() {
 		h.local = t.local
+	} else {
+		// The kernel's choice now: the old address may be gone.
+		h.local = netip.AddrPortFrom(netip.Addr{}, h.local.Port())
 	}
 	if t.remote.IsValid() {
 		h.remote = t.remote
@@ -155,7 +159,7 @@ func (t *mobikeTask) process(sa *ikeSA, in *inMsg) error {
 		}
 	}
 	if err == nil {
-		h.natRemote, h.natLocal, _ = checkNATD(in.payloads, sa.spiI, sa.spiR, in.pkt.src, in.pkt.dst)
+		h.natRemote, h.natLocal, _ = checkNATD(in.payloads, sa.spiI, sa.spiR, in.pkt.src, h.localOf(in.pkt))
 		if !h.notePath(in.pkt, true) {
 			// The move itself happened in build.
 			h.log.Info("IKE SA moved", "local", h.local, "peer", h.remote)

@@ -158,3 +158,11 @@ func maxAddr(bits int) netip.Addr {
 	}
 	return netip.AddrFrom16(a)
 }
+
+// unspecified is the unspecified address of a's family.
+func unspecified(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
