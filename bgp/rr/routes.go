@@ -128,7 +128,9 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 		g.withdrawLocked(ctx, c, pfx) // a new source ID does not replace the old path
 	}
 	nlri := codecPrefix(pfx)
-	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(a.origin)}
+	// An empty AS_PATH, as the CPE sent it: without one GoBGP would build
+	// it again for every copy it sends.
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(a.origin), bgp.NewPathAttributeAsPath(nil)}
 	if pfx.Addr().Is4() && a.nextHop.Is4() {
 		attrs = append(attrs, bgp.NewPathAttributeNextHop(a.nextHop.String()))
 	} else {

@@ -34,12 +34,15 @@ func main() {
 	port := flag.Int("port", 11179, "route reflector port on 127.0.0.1")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after")
 	phased := flag.Bool("phased", false, "establish every session first, then let every CPE announce at once")
+	flag.StringVar(&rrProfile, "rr-cpuprofile", "", "have rr-gobgp / rr-hub write a CPU profile here")
 	flag.Parse()
 	if err := run(*kind, *bin, *n, *k, *port, *timeout, *phased); err != nil {
 		fmt.Fprintln(os.Stderr, "bgpbench:", err)
 		os.Exit(1)
 	}
 }
+
+var rrProfile string
 
 type rrProc struct {
 	cmd   *exec.Cmd
@@ -80,6 +83,9 @@ protocol bgp dyn from cpe { dynamic name "cpe"; }
 		p.cmd = exec.Command("bird", "-f", "-c", filepath.Join(dir, "bird.conf"), "-s", filepath.Join(dir, "bird.ctl"))
 	default:
 		return nil, fmt.Errorf("unknown route reflector %q", kind)
+	}
+	if rrProfile != "" && kind != "bird" {
+		p.cmd.Args = append(p.cmd.Args, "-cpuprofile", rrProfile)
 	}
 	p.cmd.Stderr = os.Stderr
 	out, err := p.cmd.StdoutPipe()

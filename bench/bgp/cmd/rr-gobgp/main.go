@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	api "github.com/osrg/gobgp/v3/api"
 	gblog "github.com/osrg/gobgp/v3/pkg/log"
@@ -21,7 +22,17 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1", "listen address")
 	port := flag.Int("port", 11179, "listen port")
 	dynamic := flag.String("dynamic", "127.0.0.0/8", "dynamic neighbor range")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*listen, *port, *dynamic); err != nil {
 		fmt.Fprintln(os.Stderr, "rr-gobgp:", err)
 		os.Exit(1)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/bench/bgp/scenario"
@@ -24,7 +25,17 @@ func main() {
 	n := flag.Int("n", 1000, "CPEs to register")
 	restarting := flag.Bool("restarting", false, "start the group as a restarting speaker (deferral until every CPE sent End-of-RIB)")
 	verbose := flag.Bool("v", false, "log at Info to stderr")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*listen, *n, *restarting, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "rr-hub:", err)
 		os.Exit(1)
