@@ -2,9 +2,11 @@ package userspace_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -289,6 +291,23 @@ func TestDropsAndIKE(t *testing.T) {
 	for range 256 {
 		conn.ReadFrom(buf)
 	}
+	// A deadline set while ReadFrom waits wakes it (net.PacketConn).
+	conn.SetReadDeadline(time.Time{})
+	woke := make(chan error, 1)
+	go func() {
+		_, _, err := conn.ReadFrom(buf)
+		woke <- err
+	}()
+	conn.SetReadDeadline(time.Now().Add(-time.Second))
+	select {
+	case err := <-woke:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("pending ReadFrom: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a past deadline did not wake the pending ReadFrom")
+	}
+	conn.SetReadDeadline(time.Time{})
 	// No route and no SA.
 	send(t, a.tun, tuntest.Ping(netip.MustParseAddr("10.9.0.1"), src, 1, 1, nil))
 	waitFor(t, "no_route drop", func() bool { return a.b.Drops(esp.DropNoRoute) == 1 })

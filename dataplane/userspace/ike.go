@@ -21,18 +21,21 @@ type ikeDatagram struct {
 // ikeConn is the net.PacketConn through which IKE shares UDP port 4500.
 // Datagrams carry the 4-octet non-ESP marker both ways (RFC 3948 §2.2).
 type ikeConn struct {
-	b        *Backend
-	in       chan ikeDatagram
-	closed   chan struct{}
-	once     sync.Once
-	deadline atomic.Pointer[time.Time]
-	dropped  atomic.Uint64
+	b       *Backend
+	in      chan ikeDatagram
+	closed  chan struct{}
+	once    sync.Once
+	dropped atomic.Uint64
+
+	mu       sync.Mutex // guards the fields below
+	deadline time.Time
+	changed  chan struct{} // closed and replaced when the deadline changes
 }
 
 var _ net.PacketConn = (*ikeConn)(nil)
 
 func newIKEConn(b *Backend) *ikeConn {
-	return &ikeConn{b: b, in: make(chan ikeDatagram, ikeQueue), closed: make(chan struct{})}
+	return &ikeConn{b: b, in: make(chan ikeDatagram, ikeQueue), closed: make(chan struct{}), changed: make(chan struct{})}
 }
 
 // deliver queues a copy of an IKE datagram; a full queue drops it (IKE
@@ -46,26 +49,42 @@ func (c *ikeConn) deliver(data []byte, from netip.AddrPort) {
 	}
 }
 
-// ReadFrom returns the next IKE datagram, non-ESP marker included.
+// ReadFrom returns the next IKE datagram, non-ESP marker included. A read
+// deadline set while it waits applies at once (net.PacketConn semantics).
 func (c *ikeConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	var timeout <-chan time.Time
-	if d := c.deadline.Load(); d != nil && !d.IsZero() {
-		wait := time.Until(*d)
-		if wait <= 0 {
-			return 0, nil, os.ErrDeadlineExceeded
+	for {
+		c.mu.Lock()
+		deadline, changed := c.deadline, c.changed
+		c.mu.Unlock()
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if !deadline.IsZero() {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return 0, nil, os.ErrDeadlineExceeded
+			}
+			t = time.NewTimer(wait)
+			timeout = t.C
 		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
+		select {
+		case d := <-c.in:
+			stopTimer(t)
+			n := copy(p, d.data)
+			return n, net.UDPAddrFromAddrPort(d.from), nil
+		case <-c.closed:
+			stopTimer(t)
+			return 0, nil, net.ErrClosed
+		case <-timeout:
+			return 0, nil, os.ErrDeadlineExceeded
+		case <-changed:
+			stopTimer(t) // look at the new deadline
+		}
 	}
-	select {
-	case d := <-c.in:
-		n := copy(p, d.data)
-		return n, net.UDPAddrFromAddrPort(d.from), nil
-	case <-c.closed:
-		return 0, nil, net.ErrClosed
-	case <-timeout:
-		return 0, nil, os.ErrDeadlineExceeded
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
 	}
 }
 
@@ -119,8 +138,14 @@ func (c *ikeConn) LocalAddr() net.Addr {
 
 func (c *ikeConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 
+// SetReadDeadline sets the deadline for future and pending ReadFrom
+// calls; a zero t means none.
 func (c *ikeConn) SetReadDeadline(t time.Time) error {
-	c.deadline.Store(&t)
+	c.mu.Lock()
+	c.deadline = t
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
 	return nil
 }
 
