@@ -1,15 +1,21 @@
 package lab
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/mpsa-vpn/mpsa/esp"
+	"github.com/mpsa-vpn/mpsa/ike/keylog"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
 
@@ -163,4 +169,45 @@ func Decrypt(pkts []Packet, spi uint32, keys esp.Keys, senderIDBits uint8) (*Dec
 		d.Inner = append(d.Inner, append([]byte(nil), pkt.Inner...))
 	}
 	return d, nil
+}
+
+// TsharkCount runs tshark on a capture with esp_sa entries for keys (any
+// addresses) as its configuration, ESP decryption and authentication
+// checks on, and counts the frames matching the display filter (such as
+// "icmp": only decrypted inner packets match). dir receives tshark's
+// configuration directory.
+func TsharkCount(ctx context.Context, tshark, pcap, dir, filter string, keys ...esp.Keys) (int, error) {
+	cfg := filepath.Join(dir, "wireshark")
+	if err := os.MkdirAll(cfg, 0o700); err != nil {
+		return 0, fmt.Errorf("lab: %w", err)
+	}
+	var table []byte
+	defer func() { clear(table) }()
+	for i := range keys {
+		var err error
+		if table, err = keylog.AppendESPLine(table, netip.Addr{}, netip.Addr{}, &keys[i]); err != nil {
+			return 0, err
+		}
+	}
+	if err := writePrivate(filepath.Join(cfg, "esp_sa"), table); err != nil {
+		return 0, err
+	}
+	cmd := exec.CommandContext(ctx, tshark, "-r", pcap, "-n", "-o", "esp.enable_encryption_decode:TRUE",
+		"-o", "esp.enable_authentication_check:TRUE", "-Y", filter, "-T", "fields", "-e", "frame.number")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("lab: tshark: %v: %s", err, ee.Stderr)
+		}
+		return 0, fmt.Errorf("lab: tshark: %w", err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -62,15 +62,16 @@ func FamilyOf(a netip.Addr) Family {
 	return IPv6
 }
 
-// validName reports whether s can name a lab: lower-case letters, digits
-// and '-', at most MaxNameLen.
+// validName reports whether s can name a lab: lower-case letters and
+// digits, at most MaxNameLen. No '-': it separates the lab's name from the
+// node's in namespace names, so that one lab's prefix never matches
+// another's.
 func validName(s string) bool {
 	if s == "" || len(s) > MaxNameLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0) {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
 			return false
 		}
 	}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/mpsa-vpn/mpsa/cpe"
-	"github.com/mpsa-vpn/mpsa/hub"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 )
 
@@ -20,16 +18,16 @@ import (
 // sockets at one moment.
 type Snapshot struct {
 	Time    time.Time
-	Groups  *hub.GroupView
-	SAs     *hub.SAView
-	HubCPEs *hub.CPEView
+	Groups  *HubGroups
+	SAs     *HubSAs
+	HubCPEs *HubCPEs
 	CPEs    map[string]*CPEState // by CPE name; running CPEs only
 	Errors  []string             // daemons that did not answer
 }
 
 // CPEState is what one CPE reports.
 type CPEState struct {
-	Status *cpe.Status
+	Status *CPEStatus
 	Routes []Route
 }
 
@@ -44,7 +42,7 @@ type Route struct {
 }
 
 // Group returns the lab group's view (nil if the hub did not answer).
-func (s *Snapshot) Group() *hub.GroupEntry {
+func (s *Snapshot) Group() *HubGroup {
 	if s.Groups == nil {
 		return nil
 	}
@@ -57,11 +55,11 @@ func (s *Snapshot) Group() *hub.GroupEntry {
 }
 
 // HubSA returns the hub's IKE SAs of the CPE with that identity.
-func (s *Snapshot) HubSA(identity string) []hub.SAEntry {
+func (s *Snapshot) HubSA(identity string) []HubSA {
 	if s.SAs == nil {
 		return nil
 	}
-	var out []hub.SAEntry
+	var out []HubSA
 	for _, e := range s.SAs.SAs {
 		if e.CPE == identity || e.RemoteID == identity {
 			out = append(out, e)
@@ -98,9 +96,9 @@ func (l *Lab) Snapshot(ctx context.Context) *Snapshot {
 		return ops.QueryJSON(qctx, path, cmd, v)
 	}
 	if l.Running("hub") {
-		var g hub.GroupView
-		var sas hub.SAView
-		var cpes hub.CPEView
+		var g HubGroups
+		var sas HubSAs
+		var cpes HubCPEs
 		err := q(h.Socket, "groups", &g)
 		if err == nil {
 			err = q(h.Socket, "sas", &sas)
@@ -115,7 +113,7 @@ func (l *Lab) Snapshot(ctx context.Context) *Snapshot {
 		}
 	}
 	for _, c := range l.runningCPEs() {
-		var st cpe.Status
+		var st CPEStatus
 		var tab ops.Table
 		err := q(c.Socket, "overview", &st)
 		if err == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/esp"
-	"github.com/mpsa-vpn/mpsa/ike/keylog"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/lab"
 )
@@ -219,12 +217,14 @@ func TestRemovedCPE(t *testing.T) {
 	f.Close()
 	oldAsNew := held.Clone()
 	oldAsNew.SPI = spiNew // "the keys the removed CPE held", tried on the new SPI
-	if got := tsharkICMP(t, ctx, tshark, pcap, dir, "old", oldAsNew); got != 0 {
-		t.Errorf("tshark decrypted %d echo packets with the removed CPE's keys", got)
-	}
+	got, err := lab.TsharkCount(ctx, tshark, pcap, filepath.Join(dir, "old"), "icmp", oldAsNew)
 	oldAsNew.Wipe()
-	if got := tsharkICMP(t, ctx, tshark, pcap, dir, "new", newKeys); got != fresh.Opened {
-		t.Errorf("tshark decrypted %d echo packets with the new keys, our esp package %d", got, fresh.Opened)
+	if err != nil || got != 0 {
+		t.Errorf("tshark with the removed CPE's keys: %d echo packets decrypted (%v)", got, err)
+	}
+	got, err = lab.TsharkCount(ctx, tshark, pcap, filepath.Join(dir, "new"), "icmp", newKeys)
+	if err != nil || got != fresh.Opened {
+		t.Errorf("tshark with the new keys: %d echo packets decrypted (%v), our esp package %d", got, err, fresh.Opened)
 	}
 }
 
@@ -560,37 +560,4 @@ func groupKeys(t *testing.T, file, spi string) esp.Keys {
 	}
 	t.Fatalf("no group SA keys for SPI %s in %s (%d entries)", spi, file, len(entries))
 	return esp.Keys{}
-}
-
-// tsharkICMP decrypts the capture with one esp_sa entry as tshark's
-// configuration and counts the ICMP echo packets it shows.
-func tsharkICMP(t *testing.T, ctx context.Context, tshark, pcap, dir, name string, k esp.Keys) int {
-	t.Helper()
-	cfg := filepath.Join(dir, name, "wireshark")
-	if err := os.MkdirAll(cfg, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	line, err := keylog.AppendESPLine(nil, netip.Addr{}, netip.Addr{}, &k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = os.WriteFile(filepath.Join(cfg, "esp_sa"), line, 0o600)
-	clear(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, tshark, "-r", pcap, "-n", "-o", "esp.enable_encryption_decode:TRUE",
-		"-o", "esp.enable_authentication_check:TRUE", "-Y", "icmp", "-T", "fields", "-e", "frame.number")
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(cfg), "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
-	n := 0
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if strings.TrimSpace(l) != "" {
-			n++
-		}
-	}
-	return n
 }
