@@ -208,9 +208,9 @@ func TestProblems(t *testing.T) {
 		t.Fatalf("converged lab reported: %v", p)
 	}
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(s *Snapshot)
-		want  string
+		want   string
 	}{
 		{"hub silent", func(s *Snapshot) { s.Groups = nil; s.Errors = []string{"hub: dial"} }, "hub: dial"},
 		{"not all on epoch", func(s *Snapshot) { s.Groups.Groups[0].OnCurrent = 1 }, "1 on epoch 1, want 2"},
