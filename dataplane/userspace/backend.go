@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
@@ -94,7 +95,9 @@ type Backend struct {
 
 	mu        sync.Mutex // guards the fields below; Set and SetRoutes hold it
 	installed []*entry
-	routes    map[netip.Prefix]bool
+	routes    map[netip.Prefix]bool // kernel routes we added
+	wanted    map[netip.Prefix]bool // what SetRoutes asked for
+	foreign   map[netip.Prefix]bool // wanted but routed by someone else
 	isClosed  bool
 }
 
@@ -138,6 +141,8 @@ func New(cfg Config) (*Backend, error) {
 		onRekeyDue: cfg.OnRekeyDue,
 		closed:     make(chan struct{}),
 		routes:     make(map[netip.Prefix]bool),
+		wanted:     make(map[netip.Prefix]bool),
+		foreign:    make(map[netip.Prefix]bool),
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -168,6 +173,15 @@ func New(cfg Config) (*Backend, error) {
 	b.bufSize = max(2048, esp.Headroom+mtu+esp.Tailroom+64)
 	b.ike = newIKEConn(b)
 	b.start()
+	if b.kernelTUN {
+		// The namespace New runs in is the TUN's: watch it for flushed routes.
+		if ns, err := netns.Get(); err == nil {
+			b.wg.Add(1)
+			go b.routineWatchRoutes(ns)
+		} else {
+			b.log.Warn("cannot watch the TUN's routes", "err", err)
+		}
+	}
 	return b, nil
 }
 
