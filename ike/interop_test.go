@@ -7,6 +7,7 @@ package ike
 // kernel-libipsec (userspace ESP over TUN; this kernel has no ESP), which
 // pretends a NAT so both sides float to 4500 and ESP is UDP-encapsulated.
 // After each step the SAs we hold are compared with `swanctl --list-sas`.
+// charon runs through internal/swantest.
 
 import (
 	"context"
@@ -22,32 +23,26 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
+	"github.com/mpsa-vpn/mpsa/internal/swantest"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
 
-const (
-	charonPath = "/usr/lib/ipsec/charon"
-	swanPSK    = "interop-psk-0123456789"
-)
+const swanPSK = "interop-psk-0123456789"
 
 var (
-	swanAddr   = netip.MustParseAddr("192.0.2.1")
-	ourAddr    = netip.MustParseAddr("192.0.2.2")
-	swanInner  = netip.MustParsePrefix("10.99.1.0/24")
-	ourInner   = netip.MustParsePrefix("10.99.2.0/24")
-	interopCtx = 20 * time.Second
+	swanAddr   = swantest.AddrR
+	ourAddr    = swantest.AddrI
+	swanInner  = swantest.InnerR
+	ourInner   = swantest.InnerI
+	interopCtx = swantest.Timeout
 )
 
 // interopSuite pairs a strongSwan proposal string with our suite.
@@ -65,28 +60,17 @@ var (
 		PRF: transform.PRFHMACSHA2384, Integ: transform.IntegHMACSHA384192, DH: transform.DHMODP2048}}
 )
 
-// lab is the two namespaces.
+// lab is the two namespaces: charon in R, our manager in I.
 type lab struct {
-	t        *testing.T
-	swanNS   *testenv.Netns
-	ourNS    *testenv.Netns
-	swanctlP string
+	t *testing.T
+	*swantest.Lab
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	testenv.Root(t)
-	testenv.Binary(t, charonPath, "apt-get install strongswan-charon libcharon-extra-plugins")
-	sw := testenv.Binary(t, "swanctl", "apt-get install strongswan-swanctl")
+	swantest.Require(t)
 	testenv.Short(t)
-	a := testenv.NewNetns(t, "iks")
-	b := testenv.NewNetns(t, "iko")
-	testenv.Veth(t, a, "v-s", b, "v-o")
-	a.MustIP("addr", "add", "192.0.2.1/24", "dev", "v-s")
-	b.MustIP("addr", "add", "192.0.2.2/24", "dev", "v-o")
-	a.MustIP("addr", "add", "10.99.1.1/32", "dev", "lo")
-	b.MustIP("addr", "add", "10.99.2.1/32", "dev", "lo")
-	return &lab{t: t, swanNS: a, ourNS: b, swanctlP: sw}
+	return &lab{t: t, Lab: swantest.NewLab(t, "iks", "iko")}
 }
 
 // ours is our manager in the lab.
@@ -98,6 +82,12 @@ type ours struct {
 // manager starts our manager with sockets on 192.0.2.2:500 and :4500 in our
 // namespace.
 func (l *lab) manager(cfg Config) *ours {
+	return l.managerOn(cfg, ourAddr)
+}
+
+// managerOn is manager with sockets bound to addr (the wildcard: sockets
+// that serve every local address).
+func (l *lab) managerOn(cfg Config, addr netip.Addr) *ours {
 	l.t.Helper()
 	o := &ours{events: make(chan Event, 256)}
 	cfg.Events = func(ev Event) { o.events <- ev }
@@ -107,12 +97,12 @@ func (l *lab) manager(cfg Config) *ours {
 		l.t.Fatal(err)
 	}
 	var c500, c4500 *UDPConn
-	err = l.ourNS.Do(func() error {
+	err = l.I.Do(func() error {
 		var err error
-		if c500, err = ListenUDP("udp4", netip.AddrPortFrom(ourAddr, 500)); err != nil {
+		if c500, err = ListenUDP("udp4", netip.AddrPortFrom(addr, 500)); err != nil {
 			return err
 		}
-		c4500, err = ListenUDP("udp4", netip.AddrPortFrom(ourAddr, 4500))
+		c4500, err = ListenUDP("udp4", netip.AddrPortFrom(addr, 4500))
 		return err
 	})
 	if err != nil {
@@ -138,13 +128,6 @@ func (o *ours) event(t *testing.T, kind EventKind) Event {
 			t.Fatalf("no %v event", kind)
 		}
 	}
-}
-
-// swan is one charon instance.
-type swan struct {
-	t   *testing.T
-	l   *lab
-	dir string
 }
 
 // swanConf is what varies between charon configurations.
@@ -239,261 +222,52 @@ secrets {
 }
 
 // startSwan starts charon in the lab's charon namespace with c.
-func (l *lab) startSwan(c swanConf) *swan {
+func (l *lab) startSwan(c swanConf) *swantest.Charon {
 	t := l.t
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "charon")
-	for _, d := range []string{"run", "swanctl/x509", "swanctl/x509ca", "swanctl/pkcs8"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`charon {
-	load_modular = yes
-	retransmit_timeout = 1.0
+	sc := swantest.Config{
+		Name:    "charon",
+		Swanctl: c.swanctlConf(),
+		Charon: `retransmit_timeout = 1.0
 	retransmit_tries = 3
 	# drop rekeyed CHILD_SAs at once, so --list-sas shows the new state
 	delete_rekeyed_delay = 0
 	# small enough that certificate-bearing IKE_AUTH messages are
 	# fragmented (RFC 7383) in both directions
-	fragment_size = 576
-	plugins {
-		include /etc/strongswan.d/charon/*.conf
-		vici {
-			load = yes
-			socket = unix://%[1]s/charon.vici
-		}
-		stroke { load = no }
-		resolve { load = no }
-		kernel-libipsec { load = yes }
+	fragment_size = 576`,
+		Log: map[string]int{"ike": 2, "enc": 1, "net": 1},
 	}
-	filelog {
-		test {
-			path = %[1]s/charon.log
-			time_format = %%s
-			ike_name = yes
-			append = no
-			flush_line = yes
-			default = 1
-			ike = 2
-			enc = 1
-			net = 1
-		}
-	}
-	syslog { daemon { default = -1 } }
-}
-swanctl { socket = unix://%[1]s/charon.vici }
-`, dir)
-	writeFile(t, filepath.Join(dir, "strongswan.conf"), []byte(conf))
-	writeFile(t, filepath.Join(dir, "swanctl", "swanctl.conf"), []byte(c.swanctlConf()))
 	if c.certs != nil {
 		ch := c.certs.ecdsa
 		if c.rsa {
 			ch = c.certs.rsa
 		}
-		writeFile(t, filepath.Join(dir, "swanctl/x509ca/ca.pem"), pemCert(c.certs.ca))
 		who := ch.hub
 		if c.initiator {
 			who = ch.cpe
 		}
-		writeFile(t, filepath.Join(dir, "swanctl/x509/swan.pem"), pemCert(who.cert))
 		der, err := x509.MarshalPKCS8PrivateKey(who.key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(dir, "swanctl/pkcs8/swan.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	// charon's pid file is fixed (/var/run/charon.pid): a private /run.
-	cmd := l.swanNS.Command(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount --bind "$1/run" /run && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2"`, "charon", dir, charonPath)
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); out.Close() }()
-	s := &swan{t: t, l: l, dir: dir}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		cancel()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "charon.log"))
-			t.Logf("charon.log:\n%s", tail(b, 6000))
-		}
-	})
-	// The VICI socket appears once charon is ready.
-	eventually(t, "charon VICI socket", func() bool {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
-			t.Fatalf("charon exited: %v\n%s", err, b)
-		default:
-		}
-		_, err := os.Stat(filepath.Join(dir, "charon.vici"))
-		return err == nil
-	})
-	if _, err := s.swanctl("--load-all", "--noprompt"); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func writeFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-// eventually polls cond (the state of an outside daemon) until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(interopCtx)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *swan) swanctl(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), interopCtx)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.l.swanctlP, args...)
-	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(s.dir, "strongswan.conf"), "SWANCTL_DIR="+filepath.Join(s.dir, "swanctl"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("swanctl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func (s *swan) mustSwanctl(args ...string) string {
-	s.t.Helper()
-	out, err := s.swanctl(args...)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return out
-}
-
-func (s *swan) log() string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, "charon.log"))
-	return string(b)
-}
-
-// swanSA is an IKE SA as `swanctl --list-sas --raw` shows it.
-type swanSA struct {
-	name     string
-	attrs    map[string]string
-	children []map[string]string
-}
-
-// listSAs parses `swanctl --list-sas --raw`:
-//
-//	list-sa event {rw {uniqueid=1 ... child-sas {net-1 {spi-in=... local-ts=[10.99.1.0/24]}}}}
-func (s *swan) listSAs() []swanSA {
-	s.t.Helper()
-	out := s.mustSwanctl("--list-sas", "--raw")
-	var sas []swanSA
-	for _, line := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(line, "list-sa event {") {
-			continue
-		}
-		toks := tokenize(strings.TrimPrefix(line, "list-sa event "))
-		var sa *swanSA
-		var child map[string]string
-		depth := 0
-		for i := 0; i < len(toks); i++ {
-			tok := toks[i]
-			switch {
-			case tok == "{":
-				depth++
-			case tok == "}":
-				if depth == 4 {
-					sa.children = append(sa.children, child)
-				}
-				depth--
-			case i+1 < len(toks) && toks[i+1] == "{":
-				if depth == 1 {
-					sas = append(sas, swanSA{name: tok, attrs: map[string]string{}})
-					sa = &sas[len(sas)-1]
-				}
-				if depth == 3 {
-					child = map[string]string{}
-				}
-			default:
-				k, v, _ := strings.Cut(tok, "=")
-				if depth == 2 {
-					sa.attrs[k] = v
-				} else if depth == 4 {
-					child[k] = v
-				}
-			}
+		sc.Files = map[string][]byte{
+			"x509ca/ca.pem":  pemCert(c.certs.ca),
+			"x509/swan.pem":  pemCert(who.cert),
+			"pkcs8/swan.pem": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		}
 	}
-	return sas
-}
-
-// tokenize splits the raw VICI text into braces and key=value items.
-func tokenize(s string) []string {
-	var out []string
-	cur := ""
-	inList := false
-	for _, r := range s {
-		switch {
-		case r == '[':
-			inList = true
-			cur += string(r)
-		case r == ']':
-			inList = false
-			cur += string(r)
-		case !inList && (r == '{' || r == '}'):
-			if strings.TrimSpace(cur) != "" {
-				out = append(out, strings.TrimSpace(cur))
-			}
-			cur = ""
-			out = append(out, string(r))
-		case !inList && r == ' ':
-			if cur != "" {
-				out = append(out, cur)
-			}
-			cur = ""
-		default:
-			cur += string(r)
-		}
-	}
-	return out
+	return swantest.Start(t, l.R, sc)
 }
 
 // matchSwan checks that charon holds exactly one IKE SA, ESTABLISHED, with
 // our SPIs, and CHILD_SAs that mirror ours (its in SPI is our out SPI) with
 // the same traffic selectors and encapsulation.
-func matchSwan(t *testing.T, s *swan, sa *SA) {
+func matchSwan(t *testing.T, s *swantest.Charon, sa *SA) {
 	t.Helper()
 	var why string
 	deadline := time.Now().Add(interopCtx)
 	for {
-		why = swanMismatch(sa.Info(), s.listSAs())
+		why = swanMismatch(sa.Info(), s.ListSAs())
 		if why == "" {
 			return
 		}
@@ -505,23 +279,23 @@ func matchSwan(t *testing.T, s *swan, sa *SA) {
 }
 
 // swanMismatch says how charon's SAs differ from ours ("" if they match).
-func swanMismatch(info SAInfo, sas []swanSA) string {
+func swanMismatch(info SAInfo, sas []swantest.SA) string {
 	if len(sas) != 1 {
 		return fmt.Sprintf("charon holds %d IKE SAs", len(sas))
 	}
 	got := sas[0]
-	if got.attrs["state"] != "ESTABLISHED" {
-		return "charon's IKE SA is " + got.attrs["state"]
+	if got.Attrs["state"] != "ESTABLISHED" {
+		return "charon's IKE SA is " + got.Attrs["state"]
 	}
-	if got.attrs["initiator-spi"] != fmt.Sprintf("%016x", info.SPIi) || got.attrs["responder-spi"] != fmt.Sprintf("%016x", info.SPIr) {
-		return fmt.Sprintf("IKE SPIs: charon %s_i %s_r, ours %016x_i %016x_r", got.attrs["initiator-spi"], got.attrs["responder-spi"], info.SPIi, info.SPIr)
+	if got.Attrs["initiator-spi"] != fmt.Sprintf("%016x", info.SPIi) || got.Attrs["responder-spi"] != fmt.Sprintf("%016x", info.SPIr) {
+		return fmt.Sprintf("IKE SPIs: charon %s_i %s_r, ours %016x_i %016x_r", got.Attrs["initiator-spi"], got.Attrs["responder-spi"], info.SPIi, info.SPIr)
 	}
-	if len(got.children) != len(info.Children) {
-		return fmt.Sprintf("charon has %d CHILD_SAs, we %d", len(got.children), len(info.Children))
+	if len(got.Children) != len(info.Children) {
+		return fmt.Sprintf("charon has %d CHILD_SAs, we %d", len(got.Children), len(info.Children))
 	}
 	for _, c := range info.Children {
 		found := false
-		for _, sc := range got.children {
+		for _, sc := range got.Children {
 			if sc["spi-in"] != fmt.Sprintf("%08x", c.OutSPI) || sc["spi-out"] != fmt.Sprintf("%08x", c.InSPI) {
 				continue
 			}
@@ -538,7 +312,7 @@ func swanMismatch(info SAInfo, sas []swanSA) string {
 			}
 		}
 		if !found {
-			return fmt.Sprintf("no charon CHILD_SA for ours %08x_i %08x_o: %v", c.InSPI, c.OutSPI, got.children)
+			return fmt.Sprintf("no charon CHILD_SA for ours %08x_i %08x_o: %v", c.InSPI, c.OutSPI, got.Children)
 		}
 	}
 	return ""
@@ -552,12 +326,6 @@ func tsList(ss []wire.Selector) string {
 		}
 	}
 	return "[" + strings.Join(ps, " ") + "]"
-}
-
-// swanEmpty waits until charon holds no IKE SA.
-func swanEmpty(t *testing.T, s *swan) {
-	t.Helper()
-	eventually(t, "charon to hold no SA", func() bool { return len(s.listSAs()) == 0 })
 }
 
 func interopConfig(id auth.ID, su interopSuite) Config {
@@ -612,11 +380,11 @@ func TestInteropInitiator(t *testing.T) {
 			matchSwan(t, s, sa)
 
 			// And from charon's.
-			s.mustSwanctl("--rekey", "--child", "net")
+			s.MustSwanctl("--rekey", "--child", "net")
 			o.event(t, EventChildRekeyed)
 			o.event(t, EventChildDown)
 			matchSwan(t, s, sa)
-			s.mustSwanctl("--rekey", "--ike", "rw")
+			s.MustSwanctl("--rekey", "--ike", "rw")
 			o.event(t, EventIKERekeyed)
 			matchSwan(t, s, sa)
 
@@ -627,7 +395,7 @@ func TestInteropInitiator(t *testing.T) {
 			if err := sa.Close(tctx(t)); err != nil {
 				t.Fatal(err)
 			}
-			swanEmpty(t, s)
+			s.WaitNoSA()
 			if len(o.m.SAs()) != 0 {
 				t.Fatal("we hold an SA after Close")
 			}
@@ -646,7 +414,7 @@ func TestInteropResponder(t *testing.T) {
 			cfg.Policy.AssignAddresses, cfg.Policy.ReleaseAddresses = pool.assign, pool.release
 			o := l.manager(cfg)
 			s := l.startSwan(swanConf{initiator: true, ike: su.swan, vip: true})
-			s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+			s.MustSwanctl("--initiate", "--ike", "hub", "--child", "net")
 			ev := o.event(t, EventIKEUp)
 			sa := ev.SA
 			o.event(t, EventChildUp)
@@ -655,11 +423,11 @@ func TestInteropResponder(t *testing.T) {
 			}
 			matchSwan(t, s, sa)
 
-			s.mustSwanctl("--rekey", "--child", "net")
+			s.MustSwanctl("--rekey", "--child", "net")
 			o.event(t, EventChildRekeyed)
 			o.event(t, EventChildDown)
 			matchSwan(t, s, sa)
-			s.mustSwanctl("--rekey", "--ike", "hub")
+			s.MustSwanctl("--rekey", "--ike", "hub")
 			o.event(t, EventIKERekeyed)
 			matchSwan(t, s, sa)
 
@@ -674,11 +442,11 @@ func TestInteropResponder(t *testing.T) {
 			o.event(t, EventIKERekeyed)
 			matchSwan(t, s, sa)
 
-			s.mustSwanctl("--terminate", "--ike", "hub")
+			s.MustSwanctl("--terminate", "--ike", "hub")
 			if ev := o.event(t, EventIKEDown); !errors.Is(ev.Err, ErrDeleted) {
 				t.Fatalf("down with %v", ev.Err)
 			}
-			swanEmpty(t, s)
+			s.WaitNoSA()
 			pool.mu.Lock()
 			released := len(pool.released)
 			pool.mu.Unlock()
@@ -704,7 +472,7 @@ func TestInteropWrongPSK(t *testing.T) {
 		if !errors.Is(err, ErrAuthFailed) || !errors.As(err, &pe) || pe.Type != wire.NotifyAuthenticationFailed {
 			t.Fatalf("Initiate: %v", err)
 		}
-		swanEmpty(t, s)
+		s.WaitNoSA()
 		if len(o.m.SAs()) != 0 {
 			t.Fatal("we hold an SA")
 		}
@@ -716,13 +484,13 @@ func TestInteropWrongPSK(t *testing.T) {
 		cfg.RemoteTS = []netip.Prefix{swanInner}
 		o := l.manager(cfg)
 		s := l.startSwan(swanConf{initiator: true, ike: suiteCBC.swan, psk: "not-the-interop-psk-0123"})
-		if _, err := s.swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
+		if _, err := s.Swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
 			t.Fatal("charon established with a wrong PSK")
 		}
-		if !strings.Contains(s.log(), "received AUTHENTICATION_FAILED notify error") {
+		if !strings.Contains(s.Log(), "received AUTHENTICATION_FAILED notify error") {
 			t.Fatal("charon did not get AUTHENTICATION_FAILED")
 		}
-		swanEmpty(t, s)
+		s.WaitNoSA()
 		for _, h := range o.m.Handles() {
 			<-h.Done()
 		}
@@ -743,16 +511,16 @@ func TestInteropNoProposal(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Type != wire.NotifyNoProposalChosen {
 			t.Fatalf("Initiate: %v", err)
 		}
-		swanEmpty(t, s)
+		s.WaitNoSA()
 	})
 	t.Run("charon initiator", func(t *testing.T) {
 		l := newLab(t)
 		o := l.manager(interopConfig(hubID, suiteGCM))
 		s := l.startSwan(swanConf{initiator: true, ike: suiteCBC.swan})
-		if _, err := s.swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
+		if _, err := s.Swanctl("--initiate", "--ike", "hub", "--child", "net"); err == nil {
 			t.Fatal("charon established without a common proposal")
 		}
-		if !strings.Contains(s.log(), "received NO_PROPOSAL_CHOSEN notify error") {
+		if !strings.Contains(s.Log(), "received NO_PROPOSAL_CHOSEN notify error") {
 			t.Fatal("charon did not get NO_PROPOSAL_CHOSEN")
 		}
 		if st := o.m.Stats(); st.NoProposalSent != 1 || len(o.m.SAs()) != 0 {
@@ -770,7 +538,7 @@ func TestInteropForcedEncap(t *testing.T) {
 	cfg.RemoteTS = []netip.Prefix{swanInner}
 	o := l.manager(cfg)
 	s := l.startSwan(swanConf{initiator: true, ike: suiteGCM.swan, encap: true})
-	s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+	s.MustSwanctl("--initiate", "--ike", "hub", "--child", "net")
 	sa := o.event(t, EventIKEUp).SA
 	c := o.event(t, EventChildUp).Child
 	if !c.Encap || c.Remote.Port() != 4500 || !sa.Info().NATRemote {
@@ -780,7 +548,7 @@ func TestInteropForcedEncap(t *testing.T) {
 	if err := sa.Close(tctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	swanEmpty(t, s)
+	s.WaitNoSA()
 }
 
 // pki is a CA with end-entity certificates for both sides, ECDSA P-256
@@ -887,17 +655,17 @@ func TestInteropCertificates(t *testing.T) {
 				t.Fatal(err)
 			}
 			matchSwan(t, s, sa)
-			if !strings.Contains(s.log(), "authentication of 'cpe1.example.net' with") {
+			if !strings.Contains(s.Log(), "authentication of 'cpe1.example.net' with") {
 				t.Fatal("charon did not log our signature authentication")
 			}
-			if !sa.Info().Fragmentation || !strings.Contains(s.log(), "received fragment #1") ||
-				!strings.Contains(s.log(), "splitting IKE message") {
+			if !sa.Info().Fragmentation || !strings.Contains(s.Log(), "received fragment #1") ||
+				!strings.Contains(s.Log(), "splitting IKE message") {
 				t.Fatal("IKE_AUTH was not fragmented both ways")
 			}
 			if err := sa.Close(tctx(t)); err != nil {
 				t.Fatal(err)
 			}
-			swanEmpty(t, s)
+			s.WaitNoSA()
 		})
 		t.Run(name+"/charon initiator", func(t *testing.T) {
 			l := newLab(t)
@@ -906,7 +674,7 @@ func TestInteropCertificates(t *testing.T) {
 			cfg.RemoteTS = []netip.Prefix{swanInner}
 			o := l.manager(cfg)
 			s := l.startSwan(swanConf{initiator: true, ike: suiteModp.swan, certs: p, rsa: rsaKeys})
-			s.mustSwanctl("--initiate", "--ike", "hub", "--child", "net")
+			s.MustSwanctl("--initiate", "--ike", "hub", "--child", "net")
 			sa := o.event(t, EventIKEUp).SA
 			matchSwan(t, s, sa)
 			if sa.Info().Suite != suiteModp.our {
@@ -914,4 +682,34 @@ func TestInteropCertificates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInteropWildcardInitiator: our initiator on wildcard sockets (no
+// Connection.Local) learns its address by route lookup and from packet
+// info, so neither side claims a NAT that is not there: charon does not
+// see us behind one (RFC 7296 §2.23). charon itself fakes one (libipsec
+// forces UDP encapsulation), which we must see.
+func TestInteropWildcardInitiator(t *testing.T) {
+	l := newLab(t)
+	s := l.startSwan(swanConf{ike: suiteCBC.swan, vip: true})
+	o := l.managerOn(interopConfig(cpeID, suiteCBC), netip.IPv4Unspecified())
+	sa, err := o.m.Initiate(tctx(t), Connection{
+		Remote:   []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)},
+		RemoteID: hubID, VirtualIPs: []netip.Addr{netip.IPv4Unspecified()}, RemoteTS: []netip.Prefix{swanInner},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := sa.Info()
+	if info.NATLocal || !info.NATRemote || info.Local != netip.AddrPortFrom(ourAddr, 4500) {
+		t.Fatalf("our view: NAT here %v, NAT there %v, local %v", info.NATLocal, info.NATRemote, info.Local)
+	}
+	matchSwan(t, s, sa)
+	if a := s.ListSAs()[0].Attrs; a["nat-remote"] == "yes" || a["nat-local"] == "yes" || a["remote-host"] != ourAddr.String() {
+		t.Fatalf("charon sees a NAT: %v", a)
+	}
+	if err := sa.Close(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitNoSA()
 }

@@ -12,38 +12,13 @@ import (
 // socket with the non-ESP marker, a CHILD_SA and IKE rekey, a delete.
 func TestLoopback(t *testing.T) {
 	checkGoroutines(t)
-	listen := func(addr string) *UDPConn {
-		c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	r500, r4500 := listen("0.0.0.0:0"), listen("0.0.0.0:0")
-	i500, i4500 := listen("127.0.0.1:0"), listen("127.0.0.1:0")
-	newM := func(cfg Config, c500, c4500 *UDPConn, name string) (*Manager, chan Event) {
-		events := make(chan Event, 64)
-		cfg.Events = func(ev Event) { events <- ev }
-		cfg.Logger = testLogger(t, name)
-		cfg.MOBIKE = true // float to the NAT-T socket without a NAT
-		cfg.NATTPort = r4500.LocalAddr().Port()
-		m, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.AddConn(c500, false)
-		m.AddConn(c4500, true)
-		t.Cleanup(m.Close)
-		return m, events
-	}
-	rcfg := baseConfig(hubID)
-	rcfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
-	rcfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
-	hub, hubEvents := newM(rcfg, r500, r4500, "hub")
-	cpe, _ := newM(baseConfig(cpeID), i500, i4500, "cpe")
+	r500, r4500 := listenLoopback(t, "0.0.0.0:0"), listenLoopback(t, "0.0.0.0:0")
+	i500, i4500 := listenLoopback(t, "127.0.0.1:0"), listenLoopback(t, "127.0.0.1:0")
+	// MOBIKE: float to the NAT-T socket without a NAT.
+	hub, hubEvents := loopbackManager(t, loopbackHub(), r500, r4500, r4500, true, "hub")
+	cpe, _ := loopbackManager(t, baseConfig(cpeID), i500, i4500, r4500, true, "cpe")
 	remote := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r500.LocalAddr().Port())
-	sa, err := cpe.Initiate(ctx(t), Connection{Remote: []netip.AddrPort{remote}, RemoteID: hubID,
-		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}})
+	sa, err := cpe.Initiate(ctx(t), loopbackConn(remote))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +61,63 @@ func TestLoopback(t *testing.T) {
 	}
 }
 
+func listenLoopback(t *testing.T, addr string) *UDPConn {
+	t.Helper()
+	c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// loopbackManager starts a manager on two sockets; the peer's NAT-T port
+// is natt's. mobike offers MOBIKE, which floats to the NAT-T socket even
+// without a NAT.
+func loopbackManager(t *testing.T, cfg Config, c500, c4500 Conn, natt *UDPConn, mobike bool, name string) (*Manager, chan Event) {
+	t.Helper()
+	events := make(chan Event, 64)
+	cfg.Events = func(ev Event) { events <- ev }
+	cfg.Logger = testLogger(t, name)
+	cfg.MOBIKE = mobike
+	cfg.NATTPort = natt.LocalAddr().Port()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.AddConn(c500, false)
+	m.AddConn(c4500, true)
+	t.Cleanup(m.Close)
+	return m, events
+}
+
+// loopbackHub is the responder's configuration of the loopback tests.
+func loopbackHub() Config {
+	cfg := baseConfig(hubID)
+	cfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
+	cfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
+	return cfg
+}
+
+func loopbackConn(remote netip.AddrPort) Connection {
+	return Connection{Remote: []netip.AddrPort{remote}, RemoteID: hubID,
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}}
+}
+
+// childUp waits for the next EventChildUp.
+func childUp(t *testing.T, events chan Event) Event {
+	t.Helper()
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == EventChildUp {
+				return ev
+			}
+		case <-time.After(stepTimeout):
+			t.Fatal("no CHILD_SA event")
+		}
+	}
+}
+
 // blindConn is a socket that cannot tell the destination address of a
 // datagram nor look up its source address (no packet info, no route
 // lookup), like a data plane's conn that only hands over datagrams.
@@ -116,15 +148,8 @@ func TestLoopbackWildcardNAT(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			checkGoroutines(t)
-			listen := func(addr string) *UDPConn {
-				c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return c
-			}
-			r500, r4500 := listen("127.0.0.1:0"), listen("127.0.0.1:0")
-			i500, i4500 := listen("0.0.0.0:0"), listen("0.0.0.0:0")
+			r500, r4500 := listenLoopback(t, "127.0.0.1:0"), listenLoopback(t, "127.0.0.1:0")
+			i500, i4500 := listenLoopback(t, "0.0.0.0:0"), listenLoopback(t, "0.0.0.0:0")
 			var ic500, ic4500 Conn = i500, i4500
 			if blind {
 				ic500, ic4500 = blindConn{i500}, blindConn{i4500}
@@ -133,44 +158,13 @@ func TestLoopbackWildcardNAT(t *testing.T) {
 			if a, err := i500.SourceAddr(netip.AddrPortFrom(lo, 500)); err != nil || a != lo {
 				t.Fatalf("route lookup on the wildcard socket: %v, %v", a, err)
 			}
-			newM := func(cfg Config, c500, c4500 Conn, name string) (*Manager, chan Event) {
-				events := make(chan Event, 64)
-				cfg.Events = func(ev Event) { events <- ev }
-				cfg.Logger = testLogger(t, name)
-				cfg.NATTPort = r4500.LocalAddr().Port()
-				m, err := New(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m.AddConn(c500, false)
-				m.AddConn(c4500, true)
-				t.Cleanup(m.Close)
-				return m, events
-			}
-			rcfg := baseConfig(hubID)
-			rcfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
-			rcfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
-			hub, hubEvents := newM(rcfg, r500, r4500, "hub")
-			cpe, cpeEvents := newM(baseConfig(cpeID), ic500, ic4500, "cpe")
-			sa, err := cpe.Initiate(ctx(t), Connection{Remote: []netip.AddrPort{r500.LocalAddr()}, RemoteID: hubID,
-				LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}})
+			hub, hubEvents := loopbackManager(t, loopbackHub(), r500, r4500, r4500, false, "hub")
+			cpe, cpeEvents := loopbackManager(t, baseConfig(cpeID), ic500, ic4500, r4500, false, "cpe")
+			sa, err := cpe.Initiate(ctx(t), loopbackConn(r500.LocalAddr()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			child := func(events chan Event) *ChildSA {
-				t.Helper()
-				for {
-					select {
-					case ev := <-events:
-						if ev.Kind == EventChildUp {
-							return ev.Child
-						}
-					case <-time.After(stepTimeout):
-						t.Fatal("no CHILD_SA event")
-					}
-				}
-			}
-			ic, rc := child(cpeEvents), child(hubEvents)
+			ic, rc := childUp(t, cpeEvents).Child, childUp(t, hubEvents).Child
 			ii, hi := sa.Info(), hub.SAs()[0]
 			if ii.NATLocal || ii.NATRemote || hi.NATLocal || hi.NATRemote {
 				t.Fatalf("NAT claimed without a NAT: initiator local %v remote %v, responder local %v remote %v",
@@ -199,58 +193,22 @@ func TestLoopbackWildcardNAT(t *testing.T) {
 // taking the wildcard for its address.
 func TestLoopbackBlindNATT(t *testing.T) {
 	checkGoroutines(t)
-	listen := func(addr string) *UDPConn {
-		c, err := ListenUDP("udp4", netip.MustParseAddrPort(addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	r500, r4500 := listen("0.0.0.0:0"), listen("0.0.0.0:0")
-	i500, i4500 := listen("127.0.0.1:0"), listen("127.0.0.1:0")
-	newM := func(cfg Config, c500, c4500 Conn, name string) (*Manager, chan Event) {
-		events := make(chan Event, 64)
-		cfg.Events = func(ev Event) { events <- ev }
-		cfg.Logger = testLogger(t, name)
-		cfg.MOBIKE = true // float to the NAT-T socket without a NAT
-		cfg.NATTPort = r4500.LocalAddr().Port()
-		m, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.AddConn(c500, false)
-		m.AddConn(c4500, true)
-		t.Cleanup(m.Close)
-		return m, events
-	}
-	rcfg := baseConfig(hubID)
-	rcfg.LocalTS = []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}
-	rcfg.RemoteTS = []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}
-	_, hubEvents := newM(rcfg, r500, blindConn{r4500}, "hub")
-	cpe, _ := newM(baseConfig(cpeID), i500, i4500, "cpe")
+	r500, r4500 := listenLoopback(t, "0.0.0.0:0"), listenLoopback(t, "0.0.0.0:0")
+	i500, i4500 := listenLoopback(t, "127.0.0.1:0"), listenLoopback(t, "127.0.0.1:0")
+	_, hubEvents := loopbackManager(t, loopbackHub(), r500, blindConn{r4500}, r4500, true, "hub")
+	cpe, _ := loopbackManager(t, baseConfig(cpeID), i500, i4500, r4500, true, "cpe")
 	lo := netip.MustParseAddr("127.0.0.1")
-	sa, err := cpe.Initiate(ctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(lo, r500.LocalAddr().Port())}, RemoteID: hubID,
-		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.99.2.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.99.1.0/24")}})
+	sa, err := cpe.Initiate(ctx(t), loopbackConn(netip.AddrPortFrom(lo, r500.LocalAddr().Port())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		select {
-		case ev := <-hubEvents:
-			if ev.Kind != EventChildUp {
-				continue
-			}
-			want := netip.AddrPortFrom(lo, r4500.LocalAddr().Port())
-			if ev.Info.Local != want || ev.Child.Local != want || ev.Info.NATLocal || ev.Info.NATRemote {
-				t.Fatalf("hub's path after the float: local %v, CHILD_SA local %v (want %v), NAT %v/%v",
-					ev.Info.Local, ev.Child.Local, want, ev.Info.NATLocal, ev.Info.NATRemote)
-			}
-			if err := sa.Close(ctx(t)); err != nil {
-				t.Fatal(err)
-			}
-			return
-		case <-time.After(stepTimeout):
-			t.Fatal("no CHILD_SA on the hub")
-		}
+	ev := childUp(t, hubEvents)
+	want := netip.AddrPortFrom(lo, r4500.LocalAddr().Port())
+	if ev.Info.Local != want || ev.Child.Local != want || ev.Info.NATLocal || ev.Info.NATRemote {
+		t.Fatalf("hub's path after the float: local %v, CHILD_SA local %v (want %v), NAT %v/%v",
+			ev.Info.Local, ev.Child.Local, want, ev.Info.NATLocal, ev.Info.NATRemote)
+	}
+	if err := sa.Close(ctx(t)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package keylog
 
 import (
-	"bufio"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/esp"
 	"github.com/mpsa-vpn/mpsa/ike/suite"
+	"github.com/mpsa-vpn/mpsa/internal/swantest"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
@@ -36,7 +36,6 @@ import (
 // ikev2_decryption_table and esp_sa tables. Every inner payload must come
 // out, and no integrity check may fail.
 func TestTsharkDecrypts(t *testing.T) {
-	tcpdump := testenv.Binary(t, "tcpdump", "apt-get install tcpdump")
 	tshark := testenv.Binary(t, "tshark", "apt-get install tshark")
 	ns := testenv.NewNetns(t, "klog")
 	dir := t.TempDir()
@@ -128,17 +127,10 @@ func TestTsharkDecrypts(t *testing.T) {
 	}
 
 	// Capture on the namespace's loopback.
-	capFile := filepath.Join(dir, "keylog.pcap")
+	capture := swantest.StartCapture(t, ns, "lo", len(pkts), "udp")
+	capFile := capture.Path
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dump := ns.Command(ctx, tcpdump, "-i", "lo", "-n", "-U", "-Z", "root", "-c", fmt.Sprint(len(pkts)), "-w", capFile, "udp")
-	stderr, _ := dump.StderrPipe()
-	if err := dump.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitLine(t, stderr, "listening on", 20*time.Second)
-	done := make(chan error, 1)
-	go func() { done <- dump.Wait() }()
 
 	conns := map[string]*net.UDPConn{}
 	err = ns.Do(func() error {
@@ -162,14 +154,7 @@ func TestTsharkDecrypts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("tcpdump: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tcpdump did not capture %d packets", len(pkts))
-	}
+	capture.Wait(t, 30*time.Second)
 
 	// Decrypt with the key files as tshark's personal configuration.
 	cmd := exec.CommandContext(ctx, tshark, "-r", capFile, "-n",
@@ -401,30 +386,4 @@ func unhexString(t *testing.T, s string) string {
 		t.Fatalf("tshark field %q: %v", s, err)
 	}
 	return string(b)
-}
-
-// waitLine reads r until a line contains want, failing after timeout.
-func waitLine(t *testing.T, r interface{ Read([]byte) (int, error) }, want string, timeout time.Duration) {
-	t.Helper()
-	found := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), want) {
-				found <- true
-				for sc.Scan() { // drain so the process never blocks on stderr
-				}
-				return
-			}
-		}
-		found <- false
-	}()
-	select {
-	case ok := <-found:
-		if !ok {
-			t.Fatalf("output ended before %q", want)
-		}
-	case <-time.After(timeout):
-		t.Fatalf("no %q within %v", want, timeout)
-	}
 }

@@ -3,28 +3,21 @@ package suite_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/ike/suite"
-	"github.com/mpsa-vpn/mpsa/internal/testenv"
+	"github.com/mpsa-vpn/mpsa/internal/swantest"
 	"github.com/mpsa-vpn/mpsa/transform"
 )
-
-const charonPath = "/usr/lib/ipsec/charon"
 
 // sswCase is one IKE SA strongSwan negotiates in TestStrongSwanCrossCheck.
 type sswCase struct {
@@ -69,22 +62,14 @@ const sswPSK = "interop-psk-0123456789"
 //
 // Every captured KE payload also passes DH public value validation.
 func TestStrongSwanCrossCheck(t *testing.T) {
-	testenv.Binary(t, charonPath, "apt-get install strongswan-charon")
-	swanctl := testenv.Binary(t, "swanctl", "apt-get install strongswan-swanctl")
-	tcpdump := testenv.Binary(t, "tcpdump", "apt-get install tcpdump")
-	nsR := testenv.NewNetns(t, "sswr")
-	nsI := testenv.NewNetns(t, "sswi")
-	testenv.Veth(t, nsR, "v-r", nsI, "v-i")
-	nsR.MustIP("addr", "add", "192.0.2.1/24", "dev", "v-r")
-	nsI.MustIP("addr", "add", "192.0.2.2/24", "dev", "v-i")
+	swantest.Require(t)
+	lab := swantest.NewLab(t, "sswr", "sswi")
 	// kernel-libipsec routes each CHILD_SA's traffic with a source address
-	// from the local traffic selector, so those addresses must exist.
-	nsR.MustIP("addr", "add", "10.99.1.1/32", "dev", "lo")
-	for i := range sswCases {
-		nsI.MustIP("addr", "add", fmt.Sprintf("10.99.2.%d/32", i+1), "dev", "lo")
+	// from the local traffic selector, so those addresses must exist (the
+	// lab has 10.99.2.1).
+	for i := 1; i < len(sswCases); i++ {
+		lab.I.MustIP("addr", "add", fmt.Sprintf("10.99.2.%d/32", i+1), "dev", "lo")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 
 	var ikeProps, espProps []string
 	for _, c := range sswCases {
@@ -126,40 +111,22 @@ secrets { ike-1 { secret = %q } }
 	}
 	fmt.Fprintf(&initConf, "}\nsecrets { ike-1 { secret = %q } }\n", sswPSK)
 
-	dirR := startCharon(t, ctx, nsR, "resp", respConf)
-	dirI := startCharon(t, ctx, nsI, "init", initConf.String())
-	for _, d := range []string{dirR, dirI} {
-		runSwanctl(t, ctx, swanctl, d, "--load-all")
-	}
+	// Level 4 of ike and chd: charon dumps its DH secret and keys.
+	keyLog := map[string]int{"ike": 4, "chd": 4}
+	swantest.Start(t, lab.R, swantest.Config{Name: "resp", Swanctl: respConf, Log: keyLog})
+	initiator := swantest.Start(t, lab.I, swantest.Config{Name: "init", Swanctl: initConf.String(), Log: keyLog})
 
 	// Capture IKE (port 500, and 4500 with the non-ESP marker) on the
 	// initiator's link: 4 messages per IKE SA.
-	capFile := filepath.Join(dirI, "ike.pcap")
 	want := 4 * len(sswCases)
-	dump := nsI.Command(ctx, tcpdump, "-i", "v-i", "-n", "-U", "-Z", "root", "-c", fmt.Sprint(want), "-w", capFile,
-		"udp port 500 or (udp port 4500 and udp[8:4] = 0)")
-	stderr, _ := dump.StderrPipe()
-	if err := dump.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLine(t, stderr, "listening on", 20*time.Second)
-	dumpDone := make(chan error, 1)
-	go func() { dumpDone <- dump.Wait() }()
-
+	capture := swantest.StartCapture(t, lab.I, "v-i", want, "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
 	for i := range sswCases {
-		runSwanctl(t, ctx, swanctl, dirI, "--initiate", "--ike", fmt.Sprintf("c%d", i), "--child", fmt.Sprintf("c%d-net", i), "--timeout", "30")
+		initiator.MustSwanctl("--initiate", "--ike", fmt.Sprintf("c%d", i), "--child", fmt.Sprintf("c%d-net", i), "--timeout", "30")
 	}
-	select {
-	case err := <-dumpDone:
-		if err != nil {
-			t.Fatalf("tcpdump: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tcpdump did not see %d IKE messages", want)
-	}
+	capture.Wait(t, 30*time.Second)
 
-	msgs := readIKEPcap(t, capFile)
-	logs := parseCharonLog(t, filepath.Join(dirI, "charon.log"))
+	msgs := readIKEPcap(t, capture.Path)
+	logs := parseCharonLog(t, initiator.LogPath())
 	claimed := map[uint64]bool{}
 	for i, c := range sswCases {
 		t.Run(c.ike, func(t *testing.T) {
@@ -339,118 +306,21 @@ func one(t *testing.T, log map[string][][]byte, label string) []byte {
 	return v[0]
 }
 
-func startCharon(t *testing.T, ctx context.Context, ns *testenv.Netns, name, swanctlConf string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
-	for _, d := range []string{"run", "swanctl"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`charon {
-	load_modular = yes
-	plugins {
-		include /etc/strongswan.d/charon/*.conf
-		vici { load = yes
-			socket = unix://%[1]s/charon.vici }
-		stroke { load = no }
-		resolve { load = no }
-		kernel-libipsec { load = yes }
-	}
-	filelog {
-		test {
-			path = %[1]s/charon.log
-			time_format = %%s
-			ike_name = yes
-			append = no
-			flush_line = yes
-			default = 1
-			ike = 4
-			chd = 4
-		}
-	}
-	syslog { daemon { default = -1 } }
-}
-swanctl { socket = unix://%[1]s/charon.vici }
-`, dir)
-	os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(conf), 0o600)
-	os.WriteFile(filepath.Join(dir, "swanctl", "swanctl.conf"), []byte(swanctlConf), 0o600)
-	// charon's pid file is fixed (/var/run/charon.pid): give it a private /run.
-	cmd := ns.Command(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount --bind "$1/run" /run && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2"`, "charon", dir, charonPath)
-	out, _ := os.Create(filepath.Join(dir, "stdout.log"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); out.Close() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	// The VICI socket appears once charon is ready.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "charon.vici")); err == nil {
-			return dir
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
-			t.Fatalf("charon %s exited: %v\n%s", name, err, b)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("charon %s: no VICI socket after 20s", name)
-		}
-	}
-}
-
-func runSwanctl(t *testing.T, ctx context.Context, swanctl, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, swanctl, args...)
-	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+filepath.Join(dir, "strongswan.conf"), "SWANCTL_DIR="+filepath.Join(dir, "swanctl"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "charon.log"))
-		if len(log) > 4000 {
-			log = log[len(log)-4000:]
-		}
-		t.Fatalf("swanctl %s: %v\n%s\ncharon.log tail:\n%s", strings.Join(args, " "), err, out, log)
-	}
-}
-
-// readIKEPcap reads the IKE messages of a pcap file (Ethernet, IPv4, UDP),
-// removing the non-ESP marker on port 4500.
+// readIKEPcap reads the IKE messages of a capture, removing the non-ESP
+// marker on port 4500.
 func readIKEPcap(t *testing.T, path string) []ikeMsg {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	ds, err := swantest.ReadPcap(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(b[20:]) != 1 {
-		t.Fatalf("%s: not a little-endian Ethernet pcap", path)
-	}
 	var out []ikeMsg
-	for b = b[24:]; len(b) >= 16; {
-		n := int(binary.LittleEndian.Uint32(b[8:]))
-		if 16+n > len(b) {
-			t.Fatal("truncated pcap record")
-		}
-		frame := b[16 : 16+n]
-		b = b[16+n:]
-		if len(frame) < 14+20+8 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
-			continue
-		}
-		ip := frame[14:]
-		udp := ip[int(ip[0]&0x0f)*4:]
-		payload := udp[8:]
-		if binary.BigEndian.Uint16(udp[2:]) == 4500 || binary.BigEndian.Uint16(udp[0:]) == 4500 {
+	for _, d := range ds {
+		payload := d.Payload
+		if d.Src.Port() == 4500 || d.Dst.Port() == 4500 {
+			if len(payload) < 4 {
+				continue
+			}
 			payload = payload[4:]
 		}
 		if len(payload) >= 28 {
@@ -515,28 +385,4 @@ func parseCharonLog(t *testing.T, path string) map[string]map[string][][]byte {
 	}
 	flush()
 	return out
-}
-
-func waitForLine(t *testing.T, r io.Reader, want string, timeout time.Duration) {
-	t.Helper()
-	found := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), want) {
-				found <- true
-				io.Copy(io.Discard, r)
-				return
-			}
-		}
-		found <- false
-	}()
-	select {
-	case ok := <-found:
-		if !ok {
-			t.Fatalf("output ended before %q", want)
-		}
-	case <-time.After(timeout):
-		t.Fatalf("no %q within %v", want, timeout)
-	}
 }
