@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net/netip"
@@ -173,9 +174,16 @@ func startHub(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
 // startHubBGP runs a hub with whatever opts say about BGP.
 func startHubBGP(t testing.TB, cfg *configs.Hub, opts ...Option) *testHub {
 	t.Helper()
+	return startHubLogging(t, cfg, func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }, opts...)
+}
+
+// startHubLogging runs a hub that logs through the handler newHandler
+// builds (text or JSON) into th.logs.
+func startHubLogging(t testing.TB, cfg *configs.Hub, newHandler func(io.Writer, *slog.HandlerOptions) slog.Handler, opts ...Option) *testHub {
+	t.Helper()
 	checkConfig(t, cfg)
 	th := &testHub{t: t, cfg: cfg, dp: memory.New(), logs: &logBuffer{}, done: make(chan error, 1)}
-	th.fc = ops.NewFieldCheck(slog.NewTextHandler(th.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	th.fc = ops.NewFieldCheck(newHandler(th.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts = append([]Option{
 		WithDataplane(func(*routing.FIB, []netip.Prefix) (dataplane.Backend, error) { return th.dp, nil }),
 		WithIKEPorts(0, 0),

@@ -155,6 +155,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 	if err := h.syncKeyServer(cfg, nil); err != nil {
 		return nil, err
 	}
+	h.metrics.groupsAdded(h.ks.Status())
 	if cfg.KeyExport.IKE != "" || cfg.KeyExport.ESP != "" {
 		if h.keylog, err = keylog.Create(cfg.KeyExport.IKE, cfg.KeyExport.ESP); err != nil {
 			return nil, fmt.Errorf("hub: key_export: %w", err)

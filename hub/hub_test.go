@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -292,5 +294,36 @@ func TestNotCapable(t *testing.T) {
 		if _, ok := c.groupSA(); ok {
 			t.Errorf("%s got a group SA", tc.id)
 		}
+	}
+}
+
+// TestJSONLogsNameIdentities: with log.format json, the lines that carry an
+// identity name it as the text format does ("fqdn:..."), refusals included:
+// the operator must see which CPE was refused.
+func TestJSONLogsNameIdentities(t *testing.T) {
+	checkGoroutines(t)
+	th := startHubLogging(t, baseConfig(t), func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) },
+		WithoutBGP())
+	for _, tc := range []struct{ id, psk string }{{"fqdn:cpe1.acme.example", "not the right key 0123456789"}, {"fqdn:intruder.example", ""}} {
+		if err := newCPE(t, th, tc.id, cpeOpts{psk: tc.psk}).connect(th, false); !errors.Is(err, ike.ErrAuthFailed) {
+			t.Fatalf("%s: %v, want an authentication failure", tc.id, err)
+		}
+	}
+	good := newCPE(t, th, "fqdn:cpe2.acme.example", cpeOpts{})
+	good.mustConnect(th, false)
+	if err := good.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][]string{
+		{`"msg":"initiator authentication failed"`, `"id":"fqdn:cpe1.acme.example"`, `"reason":"AUTHENTICATION_FAILED"`},
+		{`"msg":"IKE_AUTH refused: unknown identity"`, `"id":"fqdn:intruder.example"`, `"reason":"AUTHENTICATION_FAILED"`},
+		{`"msg":"CPE connected"`, `"id":"fqdn:cpe2.acme.example"`, `"group":"acme"`},
+	} {
+		if len(th.logs.lines(want...)) == 0 {
+			t.Errorf("no JSON log line with %q in:\n%s", want, th.logs)
+		}
+	}
+	if bad := th.logs.lines(`"id":{`); len(bad) > 0 {
+		t.Errorf("identities logged as structures: %q", bad)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mpsa-vpn/mpsa/ike"
+	"github.com/mpsa-vpn/mpsa/mpsa"
 )
 
 // metrics are the hub's Prometheus metrics, on a registry of its own (no
@@ -31,12 +33,17 @@ type metrics struct {
 
 	srv *http.Server
 	ln  net.Listener
+
+	// mu guards epochBase: per group, the epoch of its SA when the hub
+	// added it; the group's rekeys since are the current epoch minus it.
+	mu        sync.Mutex
+	epochBase map[string]uint64
 }
 
 const ns = "mpsa_hub"
 
 func newMetrics(h *Hub) *metrics {
-	m := &metrics{h: h, reg: prometheus.NewRegistry()}
+	m := &metrics{h: h, reg: prometheus.NewRegistry(), epochBase: map[string]uint64{}}
 	m.ackLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: ns, Name: "mpsa_put_ack_seconds",
 		Help:    "Time from sending an MPSA_PUT INFORMATIONAL request to the CPE's empty SK{} acknowledgement.",
@@ -60,6 +67,39 @@ func (m *metrics) ikeEvent(k ike.EventKind) {
 	case ike.EventChildRekeyed:
 		m.rekeys.WithLabelValues("child").Inc()
 	}
+}
+
+// groupsAdded records the current epoch of groups the hub has not seen
+// before (at start, on a reload), the base of mpsa_rekeys_total, and forgets
+// groups that are gone.
+func (m *metrics) groupsAdded(gs []mpsa.GroupStatus) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := make(map[string]bool, len(gs))
+	for _, g := range gs {
+		seen[g.Name] = true
+		if _, ok := m.epochBase[g.Name]; !ok && len(g.Epochs) > 0 {
+			m.epochBase[g.Name] = g.Epochs[len(g.Epochs)-1].Epoch
+		}
+	}
+	for name := range m.epochBase {
+		if !seen[name] {
+			delete(m.epochBase, name)
+		}
+	}
+}
+
+// groupRekeys is how many times a group was rekeyed since the hub added it,
+// given its current epoch.
+func (m *metrics) groupRekeys(group string, epoch uint64) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	base, ok := m.epochBase[group]
+	if !ok || epoch < base {
+		m.epochBase[group] = epoch
+		return 0
+	}
+	return epoch - base
 }
 
 func (m *metrics) putAcked(d time.Duration) { m.ackLatency.Observe(d.Seconds()) }
@@ -115,6 +155,7 @@ var (
 	descIKEAuthFail  = prometheus.NewDesc(ns+"_ike_auth_failures_total", "Peers refused in IKE_AUTH.", nil, nil)
 	descCPEs         = prometheus.NewDesc(ns+"_cpes", "Provisioned CPEs per group, and those connected.", []string{"group", "state"}, nil)
 	descEpoch        = prometheus.NewDesc(ns+"_mpsa_epoch", "Generation of the group SA being distributed.", []string{"group"}, nil)
+	descGroupRekeys  = prometheus.NewDesc(ns+"_mpsa_rekeys_total", "Group SAs generated since the hub started (lifetime, revocation, operator, configuration), per group.", []string{"group"}, nil)
 	descOnCurrent    = prometheus.NewDesc(ns+"_mpsa_current_epoch_ratio", "Share of connected CPEs that acknowledged the group's current SA.", []string{"group"}, nil)
 	descAckMax       = prometheus.NewDesc(ns+"_mpsa_epoch_ack_max_seconds", "Slowest acknowledgement of the current group SA.", []string{"group"}, nil)
 	descDPPackets    = prometheus.NewDesc(ns+"_dataplane_packets_total", "Data plane packets by direction.", []string{"dir"}, nil)
@@ -130,7 +171,7 @@ var (
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIKESAs, descIKEDrops, descIKEPackets, descIKEAuthFail, descCPEs, descEpoch,
-		descOnCurrent, descAckMax, descDPPackets, descDPBytes, descDPDrops, descBGPPeers, descBGPRoutes, descBGPFiltered,
+		descGroupRekeys, descOnCurrent, descAckMax, descDPPackets, descDPBytes, descDPDrops, descBGPPeers, descBGPRoutes, descBGPFiltered,
 		descBGPRefused, descFIBPrefixes, descDataplaneErr} {
 		ch <- d
 	}
@@ -168,6 +209,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			cur := g.Epochs[len(g.Epochs)-1]
 			gauge(descEpoch, float64(cur.Epoch), g.Name)
+			counter(descGroupRekeys, (*metrics)(c).groupRekeys(g.Name, cur.Epoch), g.Name)
 			gauge(descAckMax, cur.AckMax.Seconds(), g.Name)
 			on, connected := 0, 0
 			for _, cs := range g.CPEs {

@@ -78,6 +78,7 @@ func (h *Hub) Reload(cfg *configs.Hub) (configs.HubDiff, error) {
 	if err := h.syncKeyServer(cfg, diff.GroupsRemoved); err != nil {
 		return diff, err
 	}
+	h.metrics.groupsAdded(h.ks.Status())
 	if err := h.tun.sync(h.pools.hubAddrs()); err != nil {
 		h.log.Error("overlay addresses not updated", "err", err)
 	}

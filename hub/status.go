@@ -303,6 +303,8 @@ func (h *Hub) registerStatus() {
 		func(ctx context.Context, args []string) (any, error) { return h.BGP(ctx) })
 	h.status.Handle("routes", "overlay routes to the CPEs, and the routes the reflector holds per group",
 		func(ctx context.Context, args []string) (any, error) { return h.Routes(ctx) })
+	h.status.Handle("rekey", "rekey GROUP: roll the group over to a new group SA now (ROLL1/ROLL2 as for a lifetime rekey)",
+		h.rekeyCommand)
 }
 
 // SAs returns the status view of the CPEs' IKE SAs; with names, only those

@@ -5,6 +5,7 @@
 //	mpsa-hub [-config /etc/mpsa/hub.yaml] [--bgp.router_id=...]   run
 //	mpsa-hub -test [-config FILE]                                 check the configuration
 //	mpsa-hub status [-socket PATH] [-json] [sas|groups|cpes|bgp|routes]
+//	mpsa-hub rekey [-socket PATH] [-json] GROUP                  roll a group over to a new SA now
 //	mpsa-hub -version
 //
 // SIGHUP reloads the configuration (a bad one is reported and the running
@@ -31,8 +32,11 @@ var build string
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "status" {
+	switch {
+	case len(args) > 0 && args[0] == "status":
 		return ops.StatusMain("mpsa-hub", args[1:], configs.DefaultHubStatusPath, "sas", stdout, stderr)
+	case len(args) > 0 && args[0] == "rekey":
+		return ops.CommandMain("mpsa-hub", "rekey", args[1:], configs.DefaultHubStatusPath, stdout, stderr)
 	}
 	// -config and --config alike (pflag reads -config as shorthands).
 	for i, a := range args {

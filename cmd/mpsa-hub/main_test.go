@@ -228,8 +228,9 @@ func (d *daemon) status(socket string, view ...string) string {
 
 // TestDaemon runs mpsa-hub as a process with the userspace data plane in a
 // namespace: it starts, puts its overlay address on its TUN, answers
-// status, serves metrics, takes a CPE, reloads on SIGHUP (and keeps running
-// on a bad file) and stops on SIGTERM, deleting the CPE's IKE SA.
+// status, serves metrics, takes a CPE, rekeys its group on `mpsa-hub rekey`,
+// reloads on SIGHUP (and keeps running on a bad file) and stops on SIGTERM,
+// deleting the CPE's IKE SA.
 func TestDaemon(t *testing.T) {
 	testenv.Root(t)
 	ns := testenv.NewNetns(t, "hubd")
@@ -281,6 +282,23 @@ func TestDaemon(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+
+	// The operator rolls the group over: the CPE receives the next SA.
+	if out, errOut, code := runBinary(t, "rekey", "-socket", sock, "acme"); code != 0 || !strings.Contains(out, "acme: epoch 2, esp_spi ") {
+		t.Errorf("rekey acme: %d %s%s", code, out, errOut)
+	}
+	select {
+	case err := <-puts:
+		if err != nil {
+			t.Fatalf("MPSA_PUT of the operator's rekey: %v", err)
+		}
+	case <-time.After(waitOK):
+		t.Fatal("no MPSA_PUT after rekey")
+	}
+	d.waitLog("group SA generated", "group=acme", "epoch=2", "operator request")
+	if _, errOut, code := runBinary(t, "rekey", "-socket", sock, "nope"); code != 1 || !strings.Contains(errOut, `no group "nope"`) {
+		t.Errorf("rekey of an unknown group: %d %s", code, errOut)
 	}
 
 	// SIGHUP with a CPE added.

@@ -20,8 +20,10 @@
 //	← {"ok":true,"text":"cpe1.example.net: #1, ESTABLISHED, ..."}
 //
 // Command names a view the daemon registered with StatusServer.Handle
-// (the hub has sas, groups, cpes, bgp, routes); Args are the words after it on
-// the command line. Format "text" (the default) asks for the rendering a
+// (the hub has sas, groups, cpes, bgp, routes, and rekey, which rolls a group
+// over: only whoever may open the socket may do that); Args are the words
+// after it on the command line (CommandMain runs one command as a subcommand
+// of its own, `mpsa-hub rekey GROUP`). Format "text" (the default) asks for the rendering a
 // human reads, "json" for the view's data as a JSON value in Data. A
 // Response with OK false carries Error instead. Requests are at most
 // MaxRequestSize octets; a connection that does not send a complete request

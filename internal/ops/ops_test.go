@@ -256,6 +256,23 @@ func TestStatusCommand(t *testing.T) {
 	if code := StatusMain("d", []string{"-bogus"}, s.Path(), "help", &out, &errOut); code != 2 {
 		t.Errorf("StatusMain with a bad flag: code %d", code)
 	}
+
+	// A command as a subcommand of its own (mpsa-hub rekey GROUP).
+	out.Reset()
+	if code := CommandMain("d", "peers", []string{"-socket", s.Path(), "x", "y"}, "/nonexistent", &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "cpe1: ESTABLISHED") {
+		t.Errorf("CommandMain: code %d out %q", code, out.String())
+	}
+	out.Reset()
+	if code := CommandMain("d", "peers", []string{"-json", "x"}, s.Path(), &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), `{"peers":["cpe1","cpe2","x"],`) || !strings.HasSuffix(out.String(), "}\n") {
+		t.Errorf("CommandMain -json: code %d out %q", code, out.String())
+	}
+	errOut.Reset()
+	if code := CommandMain("d", "fail", nil, s.Path(), &out, &errOut); code != 1 || !strings.HasPrefix(errOut.String(), "d fail: ") || !strings.Contains(errOut.String(), "no such group") {
+		t.Errorf("CommandMain refused: code %d err %q", code, errOut.String())
+	}
+	if code := CommandMain("d", "peers", []string{"-bogus"}, s.Path(), &out, &errOut); code != 2 {
+		t.Errorf("CommandMain with a bad flag: code %d", code)
+	}
 }
 
 func TestTable(t *testing.T) {

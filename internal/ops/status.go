@@ -400,3 +400,36 @@ func StatusMain(name string, args []string, socket, defaultView string, stdout, 
 	}
 	return StatusCommand(context.Background(), *path, rest, defaultView, stdout, stderr)
 }
+
+// CommandMain runs a subcommand of a daemon's binary that sends one command
+// to the running daemon's status socket (mpsa-hub rekey):
+//
+//	NAME COMMAND [-socket PATH] [-json] [args...]
+//
+// args are the words after the command's name; socket is the default socket
+// path. It prints the answer's text (or JSON) and returns the exit code: 0,
+// 1 when the daemon refused or did not answer, 2 for bad flags.
+func CommandMain(name, command string, args []string, socket string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name+" "+command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("socket", socket, "status socket of the running daemon")
+	asJSON := fs.Bool("json", false, "print the answer's data as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	format := FormatText
+	if *asJSON {
+		format = FormatJSON
+	}
+	resp, err := Query(context.Background(), *path, Request{Command: command, Args: fs.Args(), Format: format})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s %s: %v\n", name, command, err)
+		return 1
+	}
+	if format == FormatJSON {
+		stdout.Write(append(bytes.TrimSpace(resp.Data), '\n'))
+		return 0
+	}
+	io.WriteString(stdout, resp.Text)
+	return 0
+}
