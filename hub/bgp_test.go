@@ -230,3 +230,78 @@ func TestBGPRestart(t *testing.T) {
 		t.Errorf("routes withdrawn across the hub restart: %d, %d", sinks[0].Withdrawals()-w0, sinks[1].Withdrawals()-w1)
 	}
 }
+
+// TestGRPCPorts: at start the n-th group's GoBGP API is on bgp.grpc_listen's
+// port + n-1; a group a reload adds (here between the others) takes the
+// lowest free port and no running group's API moves; a removed group's port
+// is taken by the next group added.
+func TestGRPCPorts(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	bgpPort := freePort(t, "127.100.0.1")
+	base := netip.AddrPortFrom(loop4, freePort(t, "127.0.0.1"))
+	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(base))
+	ctx := context.Background()
+	at := func(n int) string { return netip.AddrPortFrom(base.Addr(), base.Port()+uint16(n)).String() }
+	ports := func() map[string]string {
+		v, err := th.h.BGP(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, g := range v.Groups {
+			m[g.Name] = g.GRPC
+		}
+		return m
+	}
+	check := func(want map[string]string) {
+		t.Helper()
+		got := ports()
+		if len(got) != len(want) {
+			t.Fatalf("gRPC addresses %v, want %v", got, want)
+		}
+		for g, a := range want {
+			if got[g] != a {
+				t.Errorf("group %s: gRPC %q, want %q (all: %v)", g, got[g], a, got)
+			}
+		}
+	}
+	check(map[string]string{"acme": at(0), "globex": at(1)})
+
+	next := copyConfig(cfg)
+	next.Groups = []configs.Group{cfg.Groups[0], {Name: "initech", Pool: configs.Pool{IPv4: mustPrefix("127.102.0.0/24")}}, cfg.Groups[1]}
+	checkConfig(t, next)
+	if _, err := th.h.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	check(map[string]string{"acme": at(0), "initech": at(2), "globex": at(1)})
+
+	last := copyConfig(next)
+	last.CPEs = nil
+	for _, c := range next.CPEs {
+		if c.Group != "acme" {
+			last.CPEs = append(last.CPEs, c)
+		}
+	}
+	last.Groups = []configs.Group{next.Groups[1], next.Groups[2], {Name: "hooli", Pool: configs.Pool{IPv4: mustPrefix("127.103.0.0/24")}}}
+	checkConfig(t, last)
+	if _, err := th.h.Reload(last); err != nil {
+		t.Fatal(err)
+	}
+	check(map[string]string{"initech": at(2), "globex": at(1), "hooli": at(0)})
+
+	// Each API answers for its own group.
+	if gobgp, err := exec.LookPath("gobgp"); err == nil || testenv.RequireAll() {
+		if err != nil {
+			t.Fatal("gobgp CLI not installed (Debian package gobgpd)")
+		}
+		for n, listen := range map[int]string{0: "127.103.0.1", 2: "127.102.0.1"} {
+			out, err := exec.Command(gobgp, "-u", "127.0.0.1", "-p", itoa(int(base.Port())+n), "global").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), listen) {
+				t.Errorf("gobgp -p %d global (want listening on %s): %v\n%s", int(base.Port())+n, listen, err, out)
+			}
+		}
+	}
+}

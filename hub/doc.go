@@ -7,6 +7,7 @@
 //	go h.Run(ctx)                           // until ctx ends or Close
 //	diff, err := h.ReloadFrom(reloader)     // on SIGHUP
 //	h.SAs(), h.Groups(), h.CPEs()           // status views
+//	h.Rekey("acme")                         // roll a group over now
 //
 // Tests build hubs with options instead of configuration for what they need
 // to control: the data plane (WithDataplane, e.g. dataplane/memory), clocks
@@ -79,6 +80,10 @@
 // the share of connected CPEs on the current group SA, BGP sessions, routes
 // and filtered announcements, data plane packets and drops by reason) are
 // served on metrics.listen. bgp.grpc_listen serves the first group's GoBGP
-// API for the stock gobgp CLI; the n-th group's is n-1 ports above it.
+// API for the stock gobgp CLI; at start the n-th group's is n-1 ports above
+// it, a group a reload adds takes the lowest free port from there (running
+// groups keep theirs); `status bgp` lists them. `mpsa-hub rekey GROUP` (the
+// status socket's rekey command, Rekey) rolls a group over now.
 // key_export writes Wireshark's ikev2_decryption_table and esp_sa (0600).
+// hub/README.md is the operator's guide.
 package hub

@@ -19,9 +19,12 @@ import (
 // = the outer address the hub sees on the CPE's IKE SA). The hub tells it
 // which CPEs are up.
 //
-// gRPC: bgp.grpc_listen serves the first group's GoBGP API; the n-th group
-// (in configuration order) gets the port n-1 above it. `mpsa-hub status bgp`
-// lists them, for `gobgp -p PORT neighbor`.
+// gRPC: bgp.grpc_listen serves the first group's GoBGP API; at start the
+// n-th group (in configuration order) gets the port n-1 above it. A group
+// keeps its port while it runs; one added (or restarted) by a reload takes
+// the lowest port from bgp.grpc_listen's up that no running group holds, so
+// a reload never moves another group's API. `mpsa-hub status bgp` lists
+// them, for `gobgp -p PORT neighbor`.
 
 // startReflector builds the route reflector and its groups. Groups that
 // had CPEs connected when the hub stopped (the lease store says which)
@@ -112,7 +115,12 @@ func (h *Hub) reflectorGroup(cfg *configs.Hub, i int, restarting bool) rr.GroupC
 		grpc = *h.opts.grpc
 	}
 	if grpc.IsValid() {
-		gc.GRPC = netip.AddrPortFrom(grpc.Addr(), grpc.Port()+uint16(i)).String()
+		if a, ok := h.freeGRPC(grpc); ok {
+			gc.GRPC = a.String()
+		} else {
+			h.log.Warn("no gRPC API for the group's route reflector", "group", g.Name,
+				"reason", fmt.Sprintf("no free port from %v to 65535", grpc))
+		}
 	}
 	for _, p := range cfg.BGP.Peers {
 		if p.Group == g.Name {
@@ -120,6 +128,24 @@ func (h *Hub) reflectorGroup(cfg *configs.Hub, i int, restarting bool) rr.GroupC
 		}
 	}
 	return gc
+}
+
+// freeGRPC returns the lowest address from base up (same IP address, port
+// counting up) that no running group's gRPC API holds.
+func (h *Hub) freeGRPC(base netip.AddrPort) (netip.AddrPort, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	used := make(map[string]bool, len(h.rrGroups))
+	for _, g := range h.rrGroups {
+		used[g.GRPC] = true
+	}
+	for p := uint32(base.Port()); p <= 65535; p++ {
+		a := netip.AddrPortFrom(base.Addr(), uint16(p))
+		if !used[a.String()] {
+			return a, true
+		}
+	}
+	return netip.AddrPort{}, false
 }
 
 func (h *Hub) addReflectorGroup(cfg *configs.Hub, i int, restarting bool) error {
