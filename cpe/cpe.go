@@ -42,6 +42,11 @@ const (
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultMOBIKETimeout bounds one UPDATE_SA_ADDRESSES exchange.
 	DefaultMOBIKETimeout = 30 * time.Second
+	// DefaultMemoryLimit is the Go runtime's soft memory limit mpsa-cpe
+	// sets unless GOMEMLIMIT says otherwise: a CPE has 64–128 MB of RAM,
+	// and without it the heap may double before a collection
+	// (docs/BENCHMARKS.md, "cpe").
+	DefaultMemoryLimit = 12 << 20
 )
 
 // ErrRunning is returned by Run when the CPE already runs or ran.

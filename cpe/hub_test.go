@@ -31,7 +31,7 @@ import (
 // for the CHILD_SAs and a FIB routing each CPE's overlay address to its
 // CHILD_SA. The route reflector is a real gobgpd (startGoBGP).
 type testHub struct {
-	t          *testing.T
+	t          testing.TB
 	log        *slog.Logger
 	ns         *testenv.Netns // nil: the test's own namespace (loopback tests)
 	overlay    netip.Addr
@@ -74,7 +74,7 @@ type hubOptions struct {
 	memory  bool            // in-memory data plane (no packets move)
 }
 
-func newTestHub(t *testing.T, o hubOptions) *testHub {
+func newTestHub(t testing.TB, o hubOptions) *testHub {
 	t.Helper()
 	h := &testHub{t: t, log: testLogger(t, "hub"), ns: o.ns, overlay: o.overlay, outer: o.outer, natt: o.natt, psk: o.psk,
 		ks: o.ks, fib: routing.New(routing.WithLogger(slog.New(slog.DiscardHandler))),
@@ -366,14 +366,14 @@ func (h *testHub) apply() {
 // on the hub's overlay address, with every CPE overlay address as a dynamic
 // neighbour and graceful restart on.
 type gobgpd struct {
-	t    *testing.T
+	t    testing.TB
 	ns   *testenv.Netns
 	conf string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-func startGoBGP(t *testing.T, ns *testenv.Netns, overlay netip.Addr, asn uint32) *gobgpd {
+func startGoBGP(t testing.TB, ns *testenv.Netns, overlay netip.Addr, asn uint32) *gobgpd {
 	t.Helper()
 	testenv.Binary(t, "gobgpd", "apt-get install gobgpd")
 	dir := t.TempDir()

@@ -34,7 +34,7 @@ type site struct {
 //	lan1 -- cpe1 --\
 //	                br0 (core) -- hub (192.0.2.254, overlay 100.64.0.1, gobgpd)
 //	lan2 -- cpe2 --/
-func topology(t *testing.T, n int) (hub *testenv.Netns, sites []*site) {
+func topology(t testing.TB, n int) (hub *testenv.Netns, sites []*site) {
 	core := testenv.NewNetns(t, "core")
 	core.MustIP("link", "add", "br0", "type", "bridge")
 	core.MustIP("link", "set", "br0", "up")

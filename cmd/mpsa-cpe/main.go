@@ -13,6 +13,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
+	"strings"
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/configs/liteconf"
@@ -36,7 +38,7 @@ func run(args []string) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Println(ops.Version("mpsa-cpe", stamp()))
+		fmt.Println(ops.Version("mpsa-cpe", strings.TrimSuffix(version+" ("+commit+")", " ()")))
 		return 0
 	}
 	opts := liteconf.Options{File: *file, Flags: fs}
@@ -59,12 +61,15 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "mpsa-cpe: %s: warning: %s\n", *file, w)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "mpsa-cpe: %s: %v\n", *file, err)
+		fmt.Fprintln(os.Stderr, "mpsa-cpe:", err)
 		return 1
 	}
 	if *test {
 		fmt.Printf("mpsa-cpe: %s: configuration OK\n", *file)
 		return 0
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cpe.DefaultMemoryLimit)
 	}
 	cfg := reloader.Current()
 	log, err := ops.NewLogger(os.Stderr, cfg.Log)
@@ -72,7 +77,6 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "mpsa-cpe:", err)
 		return 1
 	}
-	log.Info("mpsa-cpe "+stamp(), "component", "cpe")
 	c, err := cpe.New(cfg, log.Logger)
 	if err != nil {
 		log.Error("cannot start", "component", "cpe", "err", err)
@@ -101,12 +105,4 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// stamp is the version and commit set at link time, if any.
-func stamp() string {
-	if version != "" && commit != "" {
-		return version + " (" + commit + ")"
-	}
-	return version
 }
