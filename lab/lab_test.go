@@ -209,7 +209,7 @@ func TestProblems(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		break_ func(s *Snapshot)
+		mutate func(s *Snapshot)
 		want   string
 	}{
 		{"hub silent", func(s *Snapshot) { s.Groups = nil; s.Errors = []string{"hub: dial"} }, "hub: dial"},
@@ -226,7 +226,7 @@ func TestProblems(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
-			tc.break_(s)
+			tc.mutate(s)
 			p := strings.Join(s.Problems(members), "; ")
 			if !strings.Contains(p, tc.want) {
 				t.Errorf("problems %q lack %q", p, tc.want)

@@ -287,6 +287,19 @@ func (l *Lab) Wait(ctx context.Context, what string, cond func(*Snapshot) bool) 
 	}
 }
 
+// Rekey asks the hub to roll the lab's group over to a new SA now (the
+// operator's `mpsa-hub rekey`); the CPEs get it as for a lifetime rekey,
+// ROLL1 and ROLL2 included.
+func (l *Lab) Rekey(ctx context.Context) (*HubRekey, error) {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var v HubRekey
+	if err := ops.QueryJSON(qctx, l.Hub().Socket, "rekey", &v, GroupName); err != nil {
+		return nil, fmt.Errorf("lab: rekey: %w", err)
+	}
+	return &v, nil
+}
+
 // waitSocket waits until the daemon's status socket answers, or it exits.
 func waitSocket(ctx context.Context, path string, p *proc) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)

@@ -136,3 +136,11 @@ type CPEBGP struct {
 		Established uint64
 	} `json:"stats"`
 }
+
+// HubRekey is the hub's answer to `rekey GROUP`.
+type HubRekey struct {
+	Group     string `json:"group"`
+	Epoch     uint64 `json:"epoch"`
+	SPI       string `json:"spi"`
+	Connected int    `json:"connected"`
+}

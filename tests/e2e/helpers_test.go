@@ -355,11 +355,11 @@ func waitUntil(ctx context.Context, at time.Time) {
 	}
 }
 
-// iperfSummary keeps iperf3's final sender and receiver lines.
+// iperfSummary keeps iperf3's final sender line (and errors).
 func iperfSummary(out string) string {
 	var keep []string
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "sender") || strings.Contains(l, "receiver") || strings.Contains(l, "error") {
+		if strings.Contains(l, "sender") || strings.Contains(l, "error") { // the receiver line is empty after SIGINT
 			keep = append(keep, strings.TrimSpace(l))
 		}
 	}
