@@ -143,10 +143,15 @@ type eventQueue struct {
 
 	mu     sync.Mutex
 	q      []Event
+	spare  []Event // the array delivered last, reused for the next batch
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
 }
+
+// maxSpareEvents bounds the array kept for the next batch of events, so a
+// burst (a hub's group rekey) does not pin its memory.
+const maxSpareEvents = 256
 
 func newEventQueue(deliver func(Event)) *eventQueue {
 	e := &eventQueue{deliver: deliver, wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -182,11 +187,17 @@ func (e *eventQueue) routineDeliver() {
 	for {
 		e.mu.Lock()
 		q := e.q
-		e.q = nil
+		e.q, e.spare = e.spare, nil
 		closed := e.closed
 		e.mu.Unlock()
 		for _, ev := range q {
 			e.deliver(ev)
+		}
+		if cap(q) <= maxSpareEvents {
+			clear(q)
+			e.mu.Lock()
+			e.spare = q[:0]
+			e.mu.Unlock()
 		}
 		if closed && len(q) == 0 {
 			return

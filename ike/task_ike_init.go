@@ -319,7 +319,9 @@ func (sa *ikeSA) respondInit(in *inMsg, sel suite.Suite, num uint8) {
 		resp = append(resp, &wire.CertReq{Encoding: wire.CertX509Signature, Data: auth.AppendCertReq(nil, m.cfg.CertReqCAs.KeyHashes())})
 	}
 	resp = append(resp, m.initExtras()...)
-	sa.init = &initData{ni: bytes.Clone(ni), nr: nr, reqRaw: bytes.Clone(p.data)}
+	// The datagram is this SA's own copy (Manager.input): keep it as it
+	// is for AUTH, with Ni inside it.
+	sa.init = &initData{ni: ni, nr: nr, reqRaw: p.data}
 	sa.expReqID = 1
 	sa.respond(in, sha256Sum(p.data), resp)
 	sa.init.respRaw = sa.cache.pkts[0]

@@ -1,12 +1,10 @@
 package suite
 
 import (
-	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
-	"hash"
 
 	"github.com/mpsa-vpn/mpsa/transform"
 )
@@ -14,42 +12,45 @@ import (
 // PRF is a negotiated pseudorandom function (RFC 7296 §2.13).
 type PRF struct {
 	ID     transform.PRF
-	newH   func() hash.Hash
+	mac    macHash
+	size   int
 	keyLen int
 }
 
 // NewPRF returns the PRF for id.
 func NewPRF(id transform.PRF) (PRF, error) {
-	var h func() hash.Hash
+	var mh macHash
+	var size int
 	switch id {
 	case transform.PRFHMACSHA1:
-		h = sha1.New
+		mh, size = macSHA1, sha1.Size
 	case transform.PRFHMACSHA2256:
-		h = sha256.New
+		mh, size = macSHA256, sha256.Size
 	case transform.PRFHMACSHA2384:
-		h = sha512.New384
+		mh, size = macSHA384, sha512.Size384
 	case transform.PRFHMACSHA2512:
-		h = sha512.New
+		mh, size = macSHA512, sha512.Size
 	default:
 		return PRF{}, fmt.Errorf("suite: unsupported PRF %v", id)
 	}
 	kl, _ := id.KeyLen()
-	return PRF{ID: id, newH: h, keyLen: kl}, nil
+	return PRF{ID: id, mac: mh, size: size, keyLen: kl}, nil
 }
 
 // KeyLen is the preferred key length in octets (the size of SK_d, SK_pi, SK_pr).
 func (p PRF) KeyLen() int { return p.keyLen }
 
 // Size is the output length in octets.
-func (p PRF) Size() int { return p.newH().Size() }
+func (p PRF) Size() int { return p.size }
 
 // Sum returns prf(key, data...) as a new slice.
 func (p PRF) Sum(key []byte, data ...[]byte) []byte {
-	m := hmac.New(p.newH, key)
+	m := p.mac.get(key)
+	defer p.mac.put(m)
 	for _, d := range data {
-		m.Write(d)
+		m.write(d)
 	}
-	return m.Sum(nil)
+	return m.finish(make([]byte, 0, p.size))
 }
 
 // PlusInto fills out with prf+(key, seed) (RFC 7296 §2.13):
@@ -60,22 +61,24 @@ func (p PRF) Sum(key []byte, data ...[]byte) []byte {
 //
 // It fails when out would need more than 255 iterations.
 func (p PRF) PlusInto(out, key, seed []byte) error {
-	m := hmac.New(p.newH, key)
-	size := m.Size()
-	if len(out) > 255*size {
-		return fmt.Errorf("suite: prf+ asked for %d octets, at most %d", len(out), 255*size)
+	if len(out) > 255*p.size {
+		return fmt.Errorf("suite: prf+ asked for %d octets, at most %d", len(out), 255*p.size)
 	}
+	m := p.mac.get(key)
+	defer p.mac.put(m)
 	var t []byte
 	for i := byte(1); len(out) > 0; i++ {
-		m.Reset()
-		m.Write(t)
-		m.Write(seed)
-		m.Write([]byte{i})
-		t = m.Sum(t[:0])
+		if i > 1 {
+			m.start()
+		}
+		m.write(t)
+		m.write(seed)
+		m.one[0] = i
+		m.write(m.one[:])
+		t = m.finish(m.t[:0])
 		n := copy(out, t)
 		out = out[n:]
 	}
-	clear(t)
 	return nil
 }
 

@@ -3,14 +3,10 @@ package suite
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"io"
 	"slices"
 
@@ -44,14 +40,14 @@ import (
 // IKE SA owns its ciphers. Seal and Open allocate nothing when the caller's
 // buffers have room and the cipher's state is built.
 //
-// Memory: the expanded AES key schedule, the CBC mode of each direction used,
-// the HMAC states or the AEAD are built on the first Seal or Open and kept
-// until Release, which drops them (about 1 KiB each way for AES-CBC with
-// HMAC-SHA-256, 0.5 KiB for AES-GCM); the next call rebuilds them from the
-// keys, which costs one key expansion and, with HMAC, two hash blocks
-// (~1 µs). An IKE SA that exchanges a message every few seconds at most
-// (a hub's established SAs) keeps only its keys between messages. Seal
-// builds only the encrypting CBC mode, Open only the decrypting one.
+// Memory: the expanded AES key schedule with the CBC mode of each direction
+// used, or the AEAD, is built on the first Seal or Open and kept until
+// Release, which drops it (about 0.5 KiB each way); the next call rebuilds
+// it from the keys, which costs one key expansion (well under 1 µs). An
+// IKE SA that exchanges a message every few seconds at most (a hub's
+// established SAs) keeps only its keys between messages. Seal builds only
+// the encrypting CBC mode, Open only the decrypting one. HMAC states are
+// borrowed from a pool per message.
 type SKCipher struct {
 	encr   transform.Encr
 	integ  transform.Integ
@@ -60,7 +56,8 @@ type SKCipher struct {
 	icvLen int
 	block  int // padding alignment: 16 for CBC, 1 for AEAD
 
-	keys    []byte // SK_e | SK_a (wiped by Wipe)
+	keys    []byte  // SK_e | SK_a (wiped by Wipe)
+	mac     macHash // HMAC of SK_a (CBC suites)
 	salt    [4]byte
 	counter uint64
 	rand    io.Reader
@@ -71,7 +68,6 @@ type SKCipher struct {
 type skState struct {
 	cbcEnc cbcMode // AES-CBC, IV set per message; built by the first Seal
 	cbcDec cbcMode // built by the first Open
-	mac    hash.Hash
 	aead   cipher.AEAD
 	nonce  [12]byte
 	sum    [sha512.Size]byte
@@ -112,7 +108,14 @@ func NewSKCipher(s Suite, encKey, integKey []byte, rand io.Reader) (*SKCipher, e
 			return nil, fmt.Errorf("suite: AES-CBC needs a random source for IVs")
 		}
 		switch s.Integ {
-		case transform.IntegHMACSHA196, transform.IntegHMACSHA256128, transform.IntegHMACSHA384192, transform.IntegHMACSHA512256:
+		case transform.IntegHMACSHA196:
+			c.mac = macSHA1
+		case transform.IntegHMACSHA256128:
+			c.mac = macSHA256
+		case transform.IntegHMACSHA384192:
+			c.mac = macSHA384
+		case transform.IntegHMACSHA512256:
+			c.mac = macSHA512
 		default:
 			return nil, fmt.Errorf("suite: %w: %v", ErrUnsupported, s.Integ)
 		}
@@ -140,7 +143,7 @@ func (c *SKCipher) state(enc, dec bool) (*skState, error) {
 	if st == nil {
 		st = new(skState)
 	}
-	ek, ik := c.keys[:c.keyLen], c.keys[c.keyLen:]
+	ek := c.keys[:c.keyLen]
 	switch c.encr {
 	case transform.EncrAESCBC:
 		if (enc && st.cbcEnc == nil) || (dec && st.cbcDec == nil) {
@@ -160,20 +163,6 @@ func (c *SKCipher) state(enc, dec bool) (*skState, error) {
 					return nil, fmt.Errorf("suite: AES-CBC without SetIV")
 				}
 			}
-		}
-		if st.mac == nil {
-			var h func() hash.Hash
-			switch c.integ {
-			case transform.IntegHMACSHA196:
-				h = sha1.New
-			case transform.IntegHMACSHA256128:
-				h = sha256.New
-			case transform.IntegHMACSHA384192:
-				h = sha512.New384
-			case transform.IntegHMACSHA512256:
-				h = sha512.New
-			}
-			st.mac = hmac.New(h, ik)
 		}
 	case transform.EncrAESGCM16:
 		if st.aead == nil {
@@ -198,7 +187,7 @@ func (c *SKCipher) state(enc, dec bool) (*skState, error) {
 }
 
 // Release drops the cipher state built from the keys (key schedules, CBC
-// modes, HMAC states, AEAD); the next Seal or Open builds it again. The
+// modes, AEAD); the next Seal or Open builds it again. The
 // keys stay. (The standard library offers no way to clear the expanded
 // state; it becomes garbage.)
 func (c *SKCipher) Release() {
@@ -283,11 +272,17 @@ func (c *SKCipher) Seal(msg, plaintext []byte) ([]byte, error) {
 	st.cbcEnc.SetIV(iv)
 	st.cbcEnc.CryptBlocks(body, body)
 	icvOff := off + total - c.icvLen
-	st.mac.Reset()
-	st.mac.Write(msg[:icvOff])
-	sum := st.mac.Sum(st.sum[:0])
+	sum := c.icv(st, msg[:icvOff])
 	copy(msg[icvOff:], sum[:c.icvLen])
 	return msg, nil
+}
+
+// icv returns the untruncated HMAC of b with SK_a, in st's scratch space.
+func (c *SKCipher) icv(st *skState, b []byte) []byte {
+	m := c.mac.get(c.keys[c.keyLen:])
+	defer c.mac.put(m)
+	m.write(b)
+	return m.finish(st.sum[:0])
 }
 
 func (c *SKCipher) nonceFor(st *skState, iv []byte) []byte {
@@ -330,9 +325,7 @@ func (c *SKCipher) Open(dst, msg []byte, off int) ([]byte, error) {
 			return nil, fmt.Errorf("%w: AEAD tag mismatch", ErrIntegrity)
 		}
 	} else {
-		st.mac.Reset()
-		st.mac.Write(msg[:icvOff])
-		sum := st.mac.Sum(st.sum[:0])
+		sum := c.icv(st, msg[:icvOff])
 		if subtle.ConstantTimeCompare(sum[:c.icvLen], msg[icvOff:]) != 1 {
 			return nil, fmt.Errorf("%w: ICV mismatch", ErrIntegrity)
 		}

@@ -20,7 +20,7 @@ type Auth struct {
 // Type implements Payload.
 func (p *Auth) Type() PayloadType { return PayloadAUTH }
 
-func (p *Auth) marshal(b *cryptobyte.Builder) {
+func (p *Auth) marshal(b *builder) {
 	b.AddUint8(uint8(p.Method))
 	b.AddBytes([]byte{0, 0, 0})
 	b.AddBytes(p.Data)

@@ -12,7 +12,7 @@ type Cert struct {
 // Type implements Payload.
 func (p *Cert) Type() PayloadType { return PayloadCERT }
 
-func (p *Cert) marshal(b *cryptobyte.Builder) {
+func (p *Cert) marshal(b *builder) {
 	b.AddUint8(uint8(p.Encoding))
 	b.AddBytes(p.Data)
 }
@@ -37,7 +37,7 @@ type CertReq struct {
 // Type implements Payload.
 func (p *CertReq) Type() PayloadType { return PayloadCERTREQ }
 
-func (p *CertReq) marshal(b *cryptobyte.Builder) {
+func (p *CertReq) marshal(b *builder) {
 	b.AddUint8(uint8(p.Encoding))
 	b.AddBytes(p.Data)
 }

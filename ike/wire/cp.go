@@ -39,12 +39,12 @@ const maxCfgAttrs = 64
 // Type implements Payload.
 func (p *CP) Type() PayloadType { return PayloadCP }
 
-func (p *CP) marshal(b *cryptobyte.Builder) {
+func (p *CP) marshal(b *builder) {
 	b.AddUint8(uint8(p.CfgType))
 	b.AddBytes([]byte{0, 0, 0})
 	for _, a := range p.Attrs {
 		b.AddUint16(uint16(a.Type) & 0x7fff)
-		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(a.Value) })
+		b.AddUint16LengthPrefixed(func(b *builder) { b.AddBytes(a.Value) })
 	}
 }
 

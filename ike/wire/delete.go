@@ -24,7 +24,7 @@ type Delete struct {
 // Type implements Payload.
 func (p *Delete) Type() PayloadType { return PayloadD }
 
-func (p *Delete) marshal(b *cryptobyte.Builder) {
+func (p *Delete) marshal(b *builder) {
 	if len(p.SPIs) > 0xffff {
 		b.SetError(ErrTooLarge)
 		return

@@ -11,8 +11,9 @@
 //
 // Lengths on the wire include their headers: the IKE header's Length counts
 // all 28 octets and every payload's Payload Length counts its 4-octet generic
-// header. Bodies are written in a child cryptobyte.Builder and framed once by
-// appendPayload; readGeneric is the one place that reads the framing.
+// header. Bodies are written in place after a length that addLength16 fills
+// in once they are done (builder.go); readGeneric is the one place that
+// reads the framing.
 //
 // Protocol errors are *NotifyError values carrying the notify a responder
 // sends back (INVALID_SYNTAX, UNSUPPORTED_CRITICAL_PAYLOAD with the payload

@@ -26,7 +26,7 @@ func (p *ID) Type() PayloadType {
 	return PayloadIDi
 }
 
-func (p *ID) marshal(b *cryptobyte.Builder) {
+func (p *ID) marshal(b *builder) {
 	b.AddUint8(uint8(p.IDType))
 	b.AddBytes([]byte{0, 0, 0})
 	b.AddBytes(p.Data)

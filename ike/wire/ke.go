@@ -21,7 +21,7 @@ type KE struct {
 // Type implements Payload.
 func (p *KE) Type() PayloadType { return PayloadKE }
 
-func (p *KE) marshal(b *cryptobyte.Builder) {
+func (p *KE) marshal(b *builder) {
 	b.AddUint16(uint16(p.Group))
 	b.AddUint16(0)
 	b.AddBytes(p.Data)

@@ -2,8 +2,6 @@ package wire
 
 import (
 	"fmt"
-
-	"golang.org/x/crypto/cryptobyte"
 )
 
 // Message is one IKEv2 message: the header and its top-level payloads. In
@@ -42,9 +40,10 @@ func Decode(b []byte) (*Message, error) {
 // Encode encodes m with its payloads as they are (an SK payload must already
 // carry its protected Body) and sets m.Raw and m.Length.
 func (m *Message) Encode() ([]byte, error) {
-	b := cryptobyte.NewBuilder(make([]byte, 0, 512))
+	b := newBuilder(HeaderLen + chainSizeHint)
+	b.buf = b.buf[:HeaderLen]
 	addChain(b, m.Payloads)
-	body, err := b.Bytes()
+	out, err := b.Bytes()
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +51,7 @@ func (m *Message) Encode() ([]byte, error) {
 	if len(m.Payloads) > 0 {
 		next = m.Payloads[0].Type()
 	}
-	out := m.Header.append(make([]byte, 0, HeaderLen+len(body)), next, HeaderLen+len(body))
-	out = append(out, body...)
+	m.Header.append(out[:0], next, len(out))
 	m.Length, m.Raw = uint32(len(out)), out
 	if m.Version == 0 {
 		m.Version = Version

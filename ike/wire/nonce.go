@@ -17,7 +17,7 @@ const (
 // Type implements Payload.
 func (p *Nonce) Type() PayloadType { return PayloadNonce }
 
-func (p *Nonce) marshal(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
+func (p *Nonce) marshal(b *builder) { b.AddBytes(p.Data) }
 
 func (p *Nonce) unmarshal(s cryptobyte.String) error {
 	p.Data = s

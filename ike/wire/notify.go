@@ -23,7 +23,7 @@ type Notify struct {
 // Type implements Payload.
 func (p *Notify) Type() PayloadType { return PayloadN }
 
-func (p *Notify) marshal(b *cryptobyte.Builder) {
+func (p *Notify) marshal(b *builder) {
 	if len(p.SPI) > 255 {
 		b.SetError(ErrTooLarge)
 		return

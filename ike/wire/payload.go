@@ -19,7 +19,7 @@ type Payload interface {
 	// Type is the payload type announced in the previous Next Payload field.
 	Type() PayloadType
 	// marshal writes the body (after the generic header).
-	marshal(b *cryptobyte.Builder)
+	marshal(b *builder)
 	// unmarshal reads the whole body; it returns a *NotifyError on bad input.
 	unmarshal(body cryptobyte.String) error
 }
@@ -46,34 +46,32 @@ type Unknown struct {
 // Type implements Payload.
 func (p *Unknown) Type() PayloadType { return p.PType }
 
-func (p *Unknown) marshal(b *cryptobyte.Builder) { b.AddBytes(p.Body) }
+func (p *Unknown) marshal(b *builder) { b.AddBytes(p.Body) }
 
 func (p *Unknown) unmarshal(body cryptobyte.String) error {
 	p.Body = body
 	return nil
 }
 
-// addLength16 writes a 16-bit length that counts hdr octets already written
-// plus what f writes, as IKE's substructure lengths do.
-func addLength16(b *cryptobyte.Builder, hdr int, f func(*cryptobyte.Builder)) {
-	child := cryptobyte.NewBuilder(nil)
-	f(child)
-	body, err := child.Bytes()
-	if err != nil {
-		b.SetError(err)
-		return
-	}
-	if hdr+len(body) > 0xffff {
+// addLength16 writes a 16-bit length that counts hdr octets (the length
+// field and what precedes it in its header, already written but for the
+// length) plus what f writes, as IKE's substructure lengths do. The length
+// is filled in once f is done.
+func addLength16(b *builder, hdr int, f func(*builder)) {
+	at := len(b.buf)
+	b.AddUint16(0)
+	f(b)
+	n := hdr + len(b.buf) - at - 2
+	if n > 0xffff {
 		b.SetError(ErrTooLarge)
 		return
 	}
-	b.AddUint16(uint16(hdr + len(body)))
-	b.AddBytes(body)
+	b.buf[at], b.buf[at+1] = byte(n>>8), byte(n)
 }
 
 // addPayload writes the generic header with next as its Next Payload, then
 // p's body.
-func addPayload(b *cryptobyte.Builder, p Payload, next PayloadType) {
+func addPayload(b *builder, p Payload, next PayloadType) {
 	var flags uint8
 	if u, ok := p.(*Unknown); ok && u.Critical {
 		flags = flagCritical
@@ -193,7 +191,7 @@ func DecodePayloads(first PayloadType, b []byte) ([]Payload, error) {
 
 // addChain writes payloads as a chain. The Next Payload of the last one is
 // last (PayloadNone, or for SK the first inner payload).
-func addChain(b *cryptobyte.Builder, ps []Payload) {
+func addChain(b *builder, ps []Payload) {
 	for i, p := range ps {
 		next := PayloadNone
 		if i+1 < len(ps) {
@@ -217,7 +215,7 @@ func EncodePayloads(ps []Payload) (first PayloadType, b []byte, err error) {
 			return 0, nil, syntaxError("SK inside SK")
 		}
 	}
-	bld := cryptobyte.NewBuilder(nil)
+	bld := newBuilder(chainSizeHint)
 	addChain(bld, ps)
 	b, err = bld.Bytes()
 	if err != nil {

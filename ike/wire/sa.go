@@ -93,7 +93,7 @@ const (
 // Type implements Payload.
 func (p *SA) Type() PayloadType { return PayloadSA }
 
-func (p *SA) marshal(b *cryptobyte.Builder) {
+func (p *SA) marshal(b *builder) {
 	for i := range p.Proposals {
 		pr := &p.Proposals[i]
 		last := uint8(moreProposals)
@@ -106,7 +106,7 @@ func (p *SA) marshal(b *cryptobyte.Builder) {
 		}
 		b.AddUint8(last)
 		b.AddUint8(0)
-		addLength16(b, 4, func(b *cryptobyte.Builder) {
+		addLength16(b, 4, func(b *builder) {
 			b.AddUint8(pr.Num)
 			b.AddUint8(uint8(pr.Protocol))
 			b.AddUint8(uint8(len(pr.SPI)))
@@ -120,7 +120,7 @@ func (p *SA) marshal(b *cryptobyte.Builder) {
 				}
 				b.AddUint8(last)
 				b.AddUint8(0)
-				addLength16(b, 4, func(b *cryptobyte.Builder) {
+				addLength16(b, 4, func(b *builder) {
 					b.AddUint8(uint8(tr.Type))
 					b.AddUint8(0)
 					b.AddUint16(tr.ID)
@@ -133,14 +133,14 @@ func (p *SA) marshal(b *cryptobyte.Builder) {
 	}
 }
 
-func (a *Attribute) marshal(b *cryptobyte.Builder) {
+func (a *Attribute) marshal(b *builder) {
 	if a.TV {
 		b.AddUint16(attrFormatTV | a.Type&attrTypeMask)
 		b.AddUint16(a.Value)
 		return
 	}
 	b.AddUint16(a.Type & attrTypeMask)
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(a.Data) })
+	b.AddUint16LengthPrefixed(func(b *builder) { b.AddBytes(a.Data) })
 }
 
 func (p *SA) unmarshal(s cryptobyte.String) error {

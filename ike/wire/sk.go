@@ -15,7 +15,7 @@ type Encrypted struct {
 // Type implements Payload.
 func (p *Encrypted) Type() PayloadType { return PayloadSK }
 
-func (p *Encrypted) marshal(b *cryptobyte.Builder) { b.AddBytes(p.Body) }
+func (p *Encrypted) marshal(b *builder) { b.AddBytes(p.Body) }
 
 func (p *Encrypted) unmarshal(s cryptobyte.String) error {
 	p.Body = s
@@ -46,7 +46,7 @@ type Fragment struct {
 // Type implements Payload.
 func (p *Fragment) Type() PayloadType { return PayloadSKF }
 
-func (p *Fragment) marshal(b *cryptobyte.Builder) {
+func (p *Fragment) marshal(b *builder) {
 	b.AddUint16(p.Number)
 	b.AddUint16(p.Total)
 	b.AddBytes(p.Body)

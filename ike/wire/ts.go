@@ -86,7 +86,7 @@ func (p *TS) Type() PayloadType {
 	return PayloadTSi
 }
 
-func (p *TS) marshal(b *cryptobyte.Builder) {
+func (p *TS) marshal(b *builder) {
 	if len(p.Selectors) > 255 {
 		b.SetError(ErrTooLarge)
 		return
@@ -100,7 +100,7 @@ func (p *TS) marshal(b *cryptobyte.Builder) {
 		}
 		b.AddUint8(uint8(s.TSType()))
 		b.AddUint8(s.IPProto)
-		addLength16(b, 4, func(b *cryptobyte.Builder) {
+		addLength16(b, 4, func(b *builder) {
 			b.AddUint16(s.StartPort)
 			b.AddUint16(s.EndPort)
 			b.AddBytes(s.Start.AsSlice())

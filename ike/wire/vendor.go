@@ -11,7 +11,7 @@ type Vendor struct {
 // Type implements Payload.
 func (p *Vendor) Type() PayloadType { return PayloadV }
 
-func (p *Vendor) marshal(b *cryptobyte.Builder) { b.AddBytes(p.Data) }
+func (p *Vendor) marshal(b *builder) { b.AddBytes(p.Data) }
 
 func (p *Vendor) unmarshal(s cryptobyte.String) error {
 	p.Data = s
