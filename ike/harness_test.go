@@ -75,7 +75,9 @@ func newEndpoint(t testing.TB, n *iketest.Net, clk *iketest.Clock, name string, 
 	e := &endpoint{t: t, name: name, addr: addr, events: make(chan Event, 1024)}
 	cfg.Clock = clk
 	cfg.Rand = rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
-	cfg.Logger = testLogger(t, name)
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t, name)
+	}
 	cfg.Events = func(ev Event) { e.events <- ev }
 	e.keys = make(map[[2]uint64]*suite.IKEKeys)
 	keyLog := cfg.KeyLog
