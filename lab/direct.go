@@ -19,6 +19,10 @@ type Directness struct {
 	// with a group SPI: CPE-to-CPE traffic that went through the hub. It
 	// must be zero.
 	HubESP, HubCPEToCPE int
+	// HubFrames counts every frame the capture on the hub's link saw, of
+	// which HubIKE were IKE; the rest is neighbour discovery, ARP and the
+	// like, flooded by the bridge.
+	HubFrames, HubIKE int
 	// HubRx and HubTx are the hub link's packet counters over the run.
 	HubRx, HubTx uint64
 	// Direct counts, per CPE, group-SA ESP packets on its link that went
@@ -47,8 +51,9 @@ func (d *Directness) String() string {
 	for _, name := range sortedNames(d.Direct) {
 		cpes = append(cpes, fmt.Sprintf("%s %d", name, d.Direct[name]))
 	}
-	return fmt.Sprintf("hub link: %d CPE-to-CPE ESP packets, %d ESP packets of the hub's own CHILD_SAs (eth0 +%d rx +%d tx); "+
-		"CPE links, group-SA packets straight to other CPEs: %s", d.HubCPEToCPE, d.HubESP, d.HubRx, d.HubTx, strings.Join(cpes, ", "))
+	return fmt.Sprintf("the hub's link carried %d CPE-to-CPE ESP packets (of %d frames: %d ESP of its own CHILD_SAs, %d IKE, "+
+		"the rest ARP/ND; eth0 counters +%d rx +%d tx); group-SA packets straight between CPEs on their links: %s",
+		d.HubCPEToCPE, d.HubFrames, d.HubESP, d.HubIKE, d.HubRx, d.HubTx, strings.Join(cpes, ", "))
 }
 
 // CheckDirect captures on the hub's link and every member CPE's link while
@@ -94,7 +99,11 @@ func (l *Lab) CheckDirect(ctx context.Context, traffic func(context.Context) err
 	for _, c := range l.CPEs() {
 		wans[c.WAN] = c.Name
 	}
+	d.HubFrames = len(hubPkts)
 	for _, p := range hubPkts {
+		if p.Info.Kind == KindIKE {
+			d.HubIKE++
+		}
 		if p.Info.Kind != KindESP {
 			continue
 		}

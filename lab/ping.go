@@ -124,10 +124,7 @@ func (p *Pinger) routineRead() {
 	for {
 		n, from, err := p.conn.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
+			return // closed (or broken: what was not answered counts as lost)
 		}
 		now := time.Now()
 		ia, ok := from.(*net.IPAddr)
