@@ -97,7 +97,9 @@ func loadTest(t *testing.T, ike string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].Established != count || rs[0].N != count || rs[0].Rate <= 0 || rs[0].RespCPU <= 0 || rs[0].IKE != ike {
+	// (The responder's CPU is counted in clock ticks, 10 ms: 64 setups may
+	// show none.)
+	if len(rs) != 1 || rs[0].Established != count || rs[0].N != count || rs[0].Rate <= 0 || rs[0].RespCPU < 0 || rs[0].IKE != ike {
 		t.Fatalf("results %+v", rs)
 	}
 	c, st := r.Counts(), r.Manager.Stats()
