@@ -5,6 +5,7 @@ package tuntest
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
 	"sync"
@@ -136,6 +137,17 @@ type ChannelTUN struct {
 	Inbound  chan []byte // written by the device user; never closed
 	Outbound chan []byte // read by the device user
 
+	// ReportBytes makes Write return the number of octets written, as
+	// wireguard-go's kernel TUN (tun.NativeTun) does, rather than the
+	// number of packets the tun.Device documentation promises. Set it
+	// before the device is used.
+	ReportBytes bool
+	// RefuseWrite, when set before the device is used, is asked about
+	// every packet Write is given: a packet it returns an error for is
+	// not delivered, and Write goes on with the others and returns the
+	// errors joined, as the kernel TUN does.
+	RefuseWrite func(pkt []byte) error
+
 	batch     int
 	mtu       int
 	closed    chan struct{}
@@ -192,17 +204,31 @@ func (c *ChannelTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
-// Write copies each packet onto Inbound. It returns os.ErrClosed after Close.
+// Write copies each packet onto Inbound and returns how many it delivered
+// (octets with ReportBytes). It returns os.ErrClosed after Close.
 func (c *ChannelTUN) Write(bufs [][]byte, offset int) (int, error) {
-	for i, b := range bufs {
+	var errs []error
+	n := 0
+	for _, b := range bufs {
+		if c.RefuseWrite != nil {
+			if err := c.RefuseWrite(b[offset:]); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		p := append([]byte(nil), b[offset:]...)
 		select {
 		case <-c.closed:
-			return i, os.ErrClosed
+			return n, os.ErrClosed
 		case c.Inbound <- p:
 		}
+		if c.ReportBytes {
+			n += len(p)
+		} else {
+			n++
+		}
 	}
-	return len(bufs), nil
+	return n, errors.Join(errs...)
 }
 
 // BatchSize returns the batch size given to NewChannelTUN.

@@ -355,6 +355,9 @@ func dirName(d dataplane.Direction) string {
 
 // Stats returns the packet counters. Rx counts inner packets written to
 // the TUN, Tx ESP packets handed to the sockets; bytes are inner bytes.
+// Packets the TUN refuses count as "tun_write" drops (when it refuses part
+// of a batch, RxBytes is prorated over the batch), packets a socket does
+// not take as "no_route".
 // IKE datagrams dropped because the IKE engine did not read them in time
 // count as "ike_queue_full".
 func (b *Backend) Stats() dataplane.Stats {

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -174,4 +175,52 @@ func FuzzInbound(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDeliverCounts checks the receive counters when the TUN refuses part
+// of a batch: the kernel TUN writes the others and joins the errors.
+func TestDeliverCounts(t *testing.T) {
+	b := testBackend(t, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128})
+	ch := b.tun.(*tuntest.ChannelTUN)
+	ch.ReportBytes = true
+	refused := netip.MustParseAddr("10.1.0.66")
+	ch.RefuseWrite = func(p []byte) error {
+		if src, _, _ := tuntest.Addrs(p); src == refused {
+			return errors.New("refused")
+		}
+		return nil
+	}
+	// Seal four packets from 10.2.0.x (the route's side) and open them.
+	tx, rx := b.newBatch(4, true), b.newBatch(4, false)
+	tx.n, tx.st = 4, b.state.Load()
+	var size int
+	for i := range 4 {
+		src := netip.MustParseAddr("10.1.0.1")
+		if i%2 == 1 {
+			src = refused
+		}
+		p := tuntest.UDP(netip.AddrPortFrom(src, 1), netip.MustParseAddrPort("10.2.0.1:2"), make([]byte, 100))
+		size = len(p)
+		tx.sizes[i] = copy(tx.bufs[i][esp.Headroom:], p)
+		b.classifyOutbound(tx, i)
+	}
+	b.sealBatch(tx)
+	rx.n, rx.st = 4, b.state.Load()
+	for i := range 4 {
+		m := tx.msgs[i]
+		rx.msgs[i] = Message{Buf: rx.bufs[i], N: copy(rx.bufs[i], m.Buf[m.Off:m.Off+m.N])}
+		b.classifyInbound(rx, i, false)
+	}
+	b.openBatch(rx)
+	b.deliverBatch(rx)
+	for range 2 {
+		<-ch.Inbound
+	}
+	st := b.Stats()
+	if st.RxPackets != 2 || st.RxBytes != uint64(2*size) || st.Drops["tun_write"] != 2 || len(st.Drops) != 1 {
+		t.Fatalf("stats %+v, want 2 packets of %d octets received and 2 tun_write drops", st, size)
+	}
+	if got := countErrors(errors.Join(errors.Join(errors.New("a")), errors.New("b"), nil)); got != 2 {
+		t.Fatalf("countErrors of nested joins: %d", got)
+	}
 }

@@ -353,6 +353,17 @@ func TestNetnsThreeCPEs(t *testing.T) {
 					}
 				}
 			}
+			// Every counter, exactly: each site sent and received 12
+			// echo requests and 12 replies, half of them IPv4 (84
+			// octets), half IPv6 (104). The kernel TUN reports octets
+			// from Write; they must not be taken for packets.
+			for _, s := range sites {
+				waitFor(t, fmt.Sprintf("cpe%d's counters", s.i), func() bool { return s.b.Stats().RxPackets >= 24 })
+				st := s.b.Stats()
+				if st.RxPackets != 24 || st.TxPackets != 24 || st.RxBytes != 12*84+12*104 || st.TxBytes != 12*84+12*104 {
+					t.Fatalf("cpe%d stats %+v, want 24 packets of 2256 octets each way", s.i, st)
+				}
+			}
 			// Inner packets of the TUN's full MTU.
 			ping(t, sites[0], sites[1].host4, 1400-28)
 			ping(t, sites[0], sites[1].host6, 1400-48)

@@ -380,33 +380,43 @@ func (b *Backend) routineWriteNetwork() {
 }
 
 // sendBatch writes the sealed packets of bt, one WriteBatch per socket,
-// keeping their order.
+// keeping their order. What a socket did not take counts as no_route.
 func (b *Backend) sendBatch(bt *batch) {
 	for _, c := range b.conns {
 		k := 0
-		var bytes uint64
 		for i := 0; i < bt.n; i++ {
 			m := &bt.meta[i]
 			if m.drop != esp.DropNone || m.conn != c {
 				continue
 			}
 			bt.send[k] = bt.msgs[i]
-			bytes += uint64(m.n)
 			k++
 		}
 		if k == 0 {
 			continue
 		}
 		sent, err := c.WriteBatch(bt.send[:k])
-		if err != nil && !b.isClosing() {
-			for range k - sent {
-				b.drops.Add(esp.DropNoRoute)
-			}
+		if err != nil && b.isClosing() {
+			return
 		}
 		b.txPackets.Add(uint64(sent))
-		if sent == k {
-			b.txBytes.Add(bytes)
+		// Inner bytes of the first sent packets of this socket; the rest
+		// are dropped.
+		var bytes uint64
+		j := 0
+		for i := 0; i < bt.n; i++ {
+			m := &bt.meta[i]
+			if m.drop != esp.DropNone || m.conn != c {
+				continue
+			}
+			if j < sent {
+				bytes += uint64(m.n)
+			} else {
+				m.drop = esp.DropNoRoute
+			}
+			j++
 		}
+		b.txBytes.Add(bytes)
 	}
 	for i := 0; i < bt.n; i++ {
 		b.drops.Add(bt.meta[i].drop)
@@ -438,16 +448,43 @@ func (b *Backend) deliverBatch(bt *batch) {
 	if len(bt.out) == 0 {
 		return
 	}
-	// tun.Device.Write reports bytes or packets depending on the device;
-	// only its error says whether the batch went in.
-	if _, err := b.tun.Write(bt.out, tunOff); err != nil {
-		if !b.isClosing() {
-			b.drops.AddN(esp.DropTUNWrite, uint64(len(bt.out)))
+	// The count tun.Device.Write returns is bytes for wireguard-go's
+	// kernel TUN (packets, its documentation says): only the error tells
+	// what went in. The kernel TUN writes every packet and joins the
+	// errors of those it refused.
+	_, err := b.tun.Write(bt.out, tunOff)
+	n := uint64(len(bt.out))
+	if err != nil {
+		failed := min(n, uint64(countErrors(err)))
+		if b.isClosing() {
+			return
 		}
-		return
+		b.drops.AddN(esp.DropTUNWrite, failed)
+		if failed == n {
+			return
+		}
+		// Which ones failed is unknown: prorate the bytes.
+		bytes = bytes * (n - failed) / n
+		n -= failed
 	}
-	b.rxPackets.Add(uint64(len(bt.out)))
+	b.rxPackets.Add(n)
 	b.rxBytes.Add(bytes)
+}
+
+// countErrors counts the errors err joins (errors.Join, nested or not);
+// a plain error counts one.
+func countErrors(err error) int {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return 1
+	}
+	n := 0
+	for _, e := range j.Unwrap() {
+		if e != nil {
+			n += countErrors(e)
+		}
+	}
+	return max(n, 1)
 }
 
 // prepareDelivery does the in-order part of receiving: it moves the
