@@ -124,7 +124,11 @@ func cliUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, n := range append([]string{"hub"}, cpeNames(l)...) {
 			fmt.Fprintf(stderr, "--- %s log (last lines) ---\n%s\n", n, l.LogTail(n, 15))
 		}
-		return fmt.Errorf("%w\nthe lab stays up for inspection (logs in %s); mpsa-lab down -name %s removes it", err, cfg.Dir, cfg.Name)
+		which := "-name " + cfg.Name
+		if cfg.Dir != labDir(cfg.Name, "") {
+			which += " -dir " + cfg.Dir
+		}
+		return fmt.Errorf("%w\nthe lab stays up for inspection (logs in %s); mpsa-lab down %s removes it", err, cfg.Dir, which)
 	}
 	var results []PingResult
 	d, derr := l.CheckDirect(ctx, func(ctx context.Context) error {
@@ -137,12 +141,16 @@ func cliUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stdout, l.Summary(l.Snapshot(ctx), results, d))
 	h := l.Hub()
+	which := "-name " + cfg.Name
+	if cfg.Dir != labDir(cfg.Name, "") {
+		which += " -dir " + cfg.Dir
+	}
 	fmt.Fprintf(stdout, "\nthe lab is up: logs and configurations in %s\n", cfg.Dir)
-	fmt.Fprintf(stdout, "  mpsa-lab status -name %s; %s status -socket %s groups\n", cfg.Name, HubBinary, h.Socket)
+	fmt.Fprintf(stdout, "  mpsa-lab status %s; %s status -socket %s groups\n", which, HubBinary, h.Socket)
 	if cs := l.CPEs(); len(cs) > 1 {
 		fmt.Fprintf(stdout, "  ip netns exec %s ping %v\n", cs[0].HostNS, cs[1].Hosts[0])
 	}
-	fmt.Fprintf(stdout, "  mpsa-lab down -name %s removes it\n", cfg.Name)
+	fmt.Fprintf(stdout, "  mpsa-lab down %s removes it\n", which)
 	failed := 0
 	for _, r := range results {
 		if !r.OK() {
