@@ -344,7 +344,7 @@ func (r PingResult) OK() bool {
 }
 
 // PingMatrix pings every member CPE's LAN host from every other one's, in
-// every LAN family, count requests each, at most 4 pairs at once.
+// every LAN family, count requests each, at most 8 pairs at once.
 func (l *Lab) PingMatrix(ctx context.Context, count int) []PingResult {
 	members := l.joining()
 	var cells []PingResult
@@ -364,7 +364,7 @@ func (l *Lab) PingMatrix(ctx context.Context, count int) []PingResult {
 	for _, c := range members {
 		hostNS[c.Name] = c.HostNS
 	}
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i := range cells {
 		wg.Go(func() {
