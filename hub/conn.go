@@ -373,14 +373,14 @@ var _ mpsa.Session = (*session)(nil)
 // SA died.
 func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 	h := s.h
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	h.informMu.RLock()
+	if h.informClosed {
+		h.informMu.RUnlock()
 		done(mpsa.ErrClosed)
 		return
 	}
 	h.wg.Add(1)
-	h.mu.Unlock()
+	h.informMu.RUnlock()
 	wn := ops.WireNotifies(ns)
 	var spi uint32
 	isPut := false

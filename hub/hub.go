@@ -47,6 +47,8 @@ const (
 //
 // Lock order: Hub.mu, then the key server's, the FIB's, the pools' and the
 // IKE manager's own locks. Nothing blocks on the network with Hub.mu held.
+// informMu and notifyMu are leaves: nothing else is locked while they are
+// held.
 type Hub struct {
 	log   *slog.Logger // component=hub
 	root  *slog.Logger
@@ -76,6 +78,19 @@ type Hub struct {
 	started   atomic.Bool
 	closeOnce sync.Once
 
+	// informMu guards informClosed, so that session.Inform (thousands at
+	// once in a group rekey) adds to wg without taking mu.
+	informMu     sync.RWMutex
+	informClosed bool
+
+	// notifyMu guards the following fields: the Changed channel and the
+	// acknowledgement counts, which every MPSA_PUT answer updates (apart
+	// from mu, so that a rekey's answers do not contend with its sends).
+	notifyMu   sync.Mutex
+	changed    chan struct{}  // closed at the next change (Changed); nil until asked for
+	putAcks    map[uint32]int // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
+	putAckSPIs []uint32       // the SPIs of putAcks, oldest first
+
 	// mu guards the following fields.
 	mu         sync.Mutex
 	closed     bool
@@ -85,9 +100,6 @@ type Hub struct {
 	nextTunnel routing.Tunnel
 	applied    appliedState
 	rrGroups   map[string]rr.GroupConfig // the route reflector's groups, by name
-	changed    chan struct{}             // closed at the next change (Changed)
-	putAcks    map[uint32]int            // acknowledged MPSA_PUTs by group SPI (the last maxPutAckSPIs)
-	putAckSPIs []uint32                  // the SPIs of putAcks, oldest first
 }
 
 // maxPutAckSPIs bounds how many group SAs PutAcks remembers.
@@ -122,7 +134,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 		log: logger.With("component", "hub"), root: logger, opts: o, clock: o.clock,
 		ksWake: make(chan struct{}, 1), applyGen: make(chan struct{}, 1),
 		conns: map[*ike.SA]*cpeConn{}, byName: map[string][]*cpeConn{}, routeOwner: map[netip.Prefix]*cpeConn{},
-		changed: make(chan struct{}), putAcks: map[uint32]int{}, rrGroups: map[string]rr.GroupConfig{},
+		putAcks: map[uint32]int{}, rrGroups: map[string]rr.GroupConfig{},
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -389,6 +401,9 @@ func (h *Hub) close() error {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
+	h.informMu.Lock()
+	h.informClosed = true
+	h.informMu.Unlock()
 	if h.status != nil {
 		h.status.Close()
 	}
@@ -478,8 +493,11 @@ func (h *Hub) routineKeyServer() {
 // programmed, a reload applied. Tests and the lab wait on it instead of
 // sleeping: take the channel, check the state, wait.
 func (h *Hub) Changed() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.notifyMu.Lock()
+	defer h.notifyMu.Unlock()
+	if h.changed == nil {
+		h.changed = make(chan struct{})
+	}
 	return h.changed
 }
 
@@ -487,15 +505,15 @@ func (h *Hub) Changed() <-chan struct{} {
 // this SPI the CPEs have acknowledged (retries that got no answer not
 // counted).
 func (h *Hub) PutAcks(spi uint32) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.notifyMu.Lock()
+	defer h.notifyMu.Unlock()
 	return h.putAcks[spi]
 }
 
 // PutAckCounts returns PutAcks for every group SPI the hub remembers.
 func (h *Hub) PutAckCounts() map[uint32]int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.notifyMu.Lock()
+	defer h.notifyMu.Unlock()
 	out := make(map[uint32]int, len(h.putAcks))
 	for k, v := range h.putAcks {
 		out[k] = v
@@ -505,7 +523,7 @@ func (h *Hub) PutAckCounts() map[uint32]int {
 
 // notePutAck counts an acknowledged MPSA_PUT and announces the change.
 func (h *Hub) notePutAck(spi uint32) {
-	h.mu.Lock()
+	h.notifyMu.Lock()
 	if _, ok := h.putAcks[spi]; !ok {
 		h.putAckSPIs = append(h.putAckSPIs, spi)
 		if len(h.putAckSPIs) > maxPutAckSPIs {
@@ -514,17 +532,25 @@ func (h *Hub) notePutAck(spi uint32) {
 		}
 	}
 	h.putAcks[spi]++
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
+	h.notifyChangedLocked()
+	h.notifyMu.Unlock()
 }
 
 // notifyChanged closes the Changed channel.
 func (h *Hub) notifyChanged() {
-	h.mu.Lock()
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
+	h.notifyMu.Lock()
+	h.notifyChangedLocked()
+	h.notifyMu.Unlock()
+}
+
+// notifyChangedLocked closes the channel Changed handed out, if any; the
+// next Changed makes a new one (no channel is made for changes nobody
+// waits for). notifyMu must be held.
+func (h *Hub) notifyChangedLocked() {
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
 }
 
 // Logger returns the logger the hub was built with.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/configs"
@@ -57,14 +58,11 @@ func Config(n int, stateDir string) (*configs.Hub, error) {
 	return cfg, cfg.Validate()
 }
 
-// Run is one measurement: a hub with n connected CPEs, rekeyed rekeys
-// times.
-type Run struct {
-	CPEs       int
-	HeapPerCPE float64         // hub heap growth per connected, acknowledged CPE
-	Connect    time.Duration   // until every CPE acknowledged the first group SA
-	Rekeys     []time.Duration // each rekey until every CPE acknowledged
-	Anchors    []time.Duration // each bare INFORMATIONAL round with every CPE
+// CPU is processor time (user + system) spent during one measurement: by
+// this process (the hub, and the benchmark's waiting) and by the CPE
+// processes.
+type CPU struct {
+	Hub, CPEs time.Duration
 }
 
 // Setup is a hub with its CPEs connected, ready for rekeys.
@@ -74,6 +72,9 @@ type Setup struct {
 	N     int
 	Heap  float64
 	Took  time.Duration
+
+	// Last is the processor time of the last Rekey or Anchor.
+	Last CPU
 
 	cancel   context.CancelFunc
 	children []*exec.Cmd
@@ -191,13 +192,16 @@ func (s *Setup) Rekey(ctx context.Context) (time.Duration, error) {
 	cur := g.Epochs[len(g.Epochs)-1]
 	known := s.Hub.PutAckCounts()
 	due := cur.Expires.Add(-s.Hub.Config().Groups[0].RekeyMargin)
+	cpu0 := s.cpu()
 	start := time.Now()
 	s.Clock.Advance(due.Sub(s.Clock.Now()))
 	for {
 		ch := s.Hub.Changed()
 		for spi, n := range s.Hub.PutAckCounts() {
 			if _, old := known[spi]; !old && n >= s.N {
-				return time.Since(start), nil
+				took := time.Since(start)
+				s.Last = s.cpu().sub(cpu0)
+				return took, nil
 			}
 		}
 		select {
@@ -217,6 +221,7 @@ func (s *Setup) Anchor(ctx context.Context) (time.Duration, error) {
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(sas))
+	cpu0 := s.cpu()
 	start := time.Now()
 	for _, sa := range sas {
 		wg.Add(1)
@@ -229,12 +234,44 @@ func (s *Setup) Anchor(ctx context.Context) (time.Duration, error) {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	s.Last = s.cpu().sub(cpu0)
 	close(errs)
 	if err := <-errs; err != nil {
 		return 0, fmt.Errorf("fanout: liveness check: %w", err)
 	}
 	return took, nil
 }
+
+// cpu reads the processor time used so far by this process and by the CPE
+// processes (/proc/PID/stat, in clock ticks of 10 ms).
+func (s *Setup) cpu() CPU {
+	var c CPU
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.Hub = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, cmd := range s.children {
+		if cmd.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which is in parentheses):
+		// state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		c.CPEs += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return c
+}
+
+func (c CPU) sub(o CPU) CPU { return CPU{Hub: c.Hub - o.Hub, CPEs: c.CPEs - o.CPEs} }
 
 // Close stops the CPEs and the hub.
 func (s *Setup) Close() {

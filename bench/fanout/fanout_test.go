@@ -66,6 +66,7 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			defer s.Close()
 			var rekey, anchor time.Duration
+			var rekeyCPU, anchorCPU CPU
 			if *cpuProfile != "" {
 				f, err := os.Create(fmt.Sprintf("%s.%d", *cpuProfile, n))
 				if err != nil {
@@ -80,10 +81,14 @@ func BenchmarkFanout(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				rekeyCPU.Hub += s.Last.Hub
+				rekeyCPU.CPEs += s.Last.CPEs
 				a, err := s.Anchor(ctx)
 				if err != nil {
 					b.Fatal(err)
 				}
+				anchorCPU.Hub += s.Last.Hub
+				anchorCPU.CPEs += s.Last.CPEs
 				rekey += r
 				anchor += a
 			}
@@ -91,6 +96,10 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportMetric(float64(rekey.Milliseconds())/k, "ms/rekey")
 			b.ReportMetric(float64(anchor.Milliseconds())/k, "ms/anchor")
 			b.ReportMetric(float64(rekey)/float64(anchor), "rekey/anchor")
+			b.ReportMetric(float64(rekeyCPU.Hub.Milliseconds())/k, "hub-cpu-ms/rekey")
+			b.ReportMetric(float64(anchorCPU.Hub.Milliseconds())/k, "hub-cpu-ms/anchor")
+			b.ReportMetric(float64(rekeyCPU.CPEs.Milliseconds())/k, "cpe-cpu-ms/rekey")
+			b.ReportMetric(float64(anchorCPU.CPEs.Milliseconds())/k, "cpe-cpu-ms/anchor")
 			b.ReportMetric(s.Heap, "heap-B/cpe")
 			b.ReportMetric(s.Took.Seconds(), "s-connect")
 		})
