@@ -1,7 +1,10 @@
 package hub
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/dataplane"
+	"github.com/mpsa-vpn/mpsa/dataplane/memory"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
@@ -325,5 +329,84 @@ func TestJSONLogsNameIdentities(t *testing.T) {
 	}
 	if bad := th.logs.lines(`"id":{`); len(bad) > 0 {
 		t.Errorf("identities logged as structures: %q", bad)
+	}
+}
+
+// TestLogsFieldsAndNoKeys runs CPEs through joining, an operator rekey and a
+// reload that removes one, with debug logging and the route reflector on,
+// then holds every component's log lines to docs/LOGGING.md's field names
+// and checks that no key reached them: no PSK, none of the group SAs' or
+// CHILD_SAs' keys (hex or base64), no SK_d.
+func TestLogsFieldsAndNoKeys(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	th := startHubBGP(t, cfg, WithBGPPort(freePort(t, "127.100.0.1")), WithGRPC(netip.AddrPort{}))
+	cpe1 := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
+	cpe2 := newCPE(t, th, "fqdn:cpe2.acme.example", cpeOpts{})
+	cpe3 := newCPE(t, th, "rfc822:cpe3@globex.example", cpeOpts{})
+	for _, c := range []*testCPE{cpe1, cpe2, cpe3} {
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := th.h.Rekey("acme"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*testCPE{cpe1, cpe2} {
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys [][]byte
+	for _, dp := range []*memory.Backend{cpe1.dp, cpe3.dp, th.dp} {
+		snap := dp.Snapshot()
+		for _, sa := range snap.SAs {
+			keys = append(keys, bytes.Clone(sa.Keys.EncKey), bytes.Clone(sa.Keys.IntegKey))
+		}
+		snap.Wipe()
+	}
+	next := copyConfig(cfg)
+	removeCPE(next, "fqdn:cpe2.acme.example")
+	checkConfig(t, next)
+	if _, err := th.h.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpe1.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+	th.stop()
+
+	logs := th.logs.String()
+	for _, want := range []string{"component=ike", "component=mpsa", "component=hub", "component=bgp"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no line with %s: the check below would miss that component", want)
+		}
+	}
+	if unknown := th.fc.Unknown(); len(unknown) > 0 {
+		t.Errorf("log fields not in docs/LOGGING.md: %v", unknown)
+	}
+	for _, c := range cfg.CPEs {
+		if c.PSK.Len() > 0 && strings.Contains(logs, string(c.PSK.Bytes())) {
+			t.Errorf("the PSK of %v is in the logs", c.Identity)
+		}
+	}
+	if len(keys) < 8 {
+		t.Fatalf("only %d keys to look for", len(keys))
+	}
+	for _, k := range keys {
+		if len(k) < 4 {
+			continue
+		}
+		for _, enc := range []string{hex.EncodeToString(k), strings.ToUpper(hex.EncodeToString(k)), base64.StdEncoding.EncodeToString(k)[:len(k)*4/3-1]} {
+			if strings.Contains(logs, enc) {
+				t.Errorf("a key is in the logs (%d octets)", len(k))
+			}
+		}
+		if strings.Contains(logs, fmt.Sprint(k)) || strings.Contains(logs, string(k)) {
+			t.Errorf("a key is in the logs as bytes (%d octets)", len(k))
+		}
 	}
 }
