@@ -13,8 +13,34 @@ import (
 
 // restartOnly are the configuration paths a running hub cannot change: a
 // reload that changes them keeps the running values and says so.
+// keepRunning puts them back.
 var restartOnly = []string{"ike.", "identity", "credentials", "dataplane.", "state_dir", "metrics.", "status.",
-	"bgp.asn", "bgp.router_id", "bgp.cluster_id", "bgp.grpc_listen", "key_export."}
+	"bgp.asn", "bgp.router_id", "bgp.cluster_id", "bgp.grpc_listen", "key_export.", "log.format"}
+
+// restartPaths returns the changed paths that need a restart.
+func restartPaths(changed []string) []string {
+	var keep []string
+	for _, p := range changed {
+		for _, r := range restartOnly {
+			if p == strings.TrimSuffix(r, ".") || (strings.HasSuffix(r, ".") && strings.HasPrefix(p, r)) {
+				keep = append(keep, p)
+			}
+		}
+	}
+	return keep
+}
+
+// keepRunning returns a copy of cfg with the running values (old's) of
+// the restartOnly fields, so that the running configuration (Config, the
+// status views, the next reload's diff) says what actually runs.
+func keepRunning(old, cfg *configs.Hub) *configs.Hub {
+	c := *cfg
+	c.IKE, c.Identity, c.Credentials, c.Dataplane, c.StateDir = old.IKE, old.Identity, old.Credentials, old.Dataplane, old.StateDir
+	c.Metrics, c.Status, c.KeyExport = old.Metrics, old.Status, old.KeyExport
+	c.BGP.ASN, c.BGP.RouterID, c.BGP.ClusterID, c.BGP.GRPCListen = old.BGP.ASN, old.BGP.RouterID, old.BGP.ClusterID, old.BGP.GRPCListen
+	c.Log.Format = old.Log.Format
+	return &c
+}
 
 // Reload applies a new configuration (from configs.HubReloader.Reload,
 // already checked) to the running hub and returns what changed:
@@ -31,24 +57,20 @@ var restartOnly = []string{"ike.", "identity", "credentials", "dataplane.", "sta
 //     hub's overlay addresses follow.
 //
 // No other CPE sees a change. Fields that need a restart (listen addresses,
-// data plane, state directory, ...) keep their running values, with a
-// warning. The log level is the caller's (it owns the logger).
+// identity and credentials, data plane, state directory, metrics and status
+// addresses, the route reflector's ASN, router and cluster IDs and gRPC
+// address, key export, log format) keep their running values, with a
+// warning, and Config shows those. The log level is the caller's (it owns
+// the logger).
 func (h *Hub) Reload(cfg *configs.Hub) (configs.HubDiff, error) {
 	old := h.prov.Load()
 	diff := configs.DiffHub(old.cfg, cfg)
 	if diff.Empty() {
 		return diff, nil
 	}
-	var keep []string
-	for _, p := range diff.Changed {
-		for _, r := range restartOnly {
-			if p == strings.TrimSuffix(r, ".") || (strings.HasSuffix(r, ".") && strings.HasPrefix(p, r)) {
-				keep = append(keep, p)
-			}
-		}
-	}
-	if len(keep) > 0 {
+	if keep := restartPaths(diff.Changed); len(keep) > 0 {
 		h.log.Warn("configuration changes that need a restart are not applied", "reason", strings.Join(keep, ", "))
+		cfg = keepRunning(old.cfg, cfg)
 	}
 	prov, err := newProvisioning(cfg)
 	if err != nil {

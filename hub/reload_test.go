@@ -327,3 +327,83 @@ func TestStatusAndMetrics(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestReloadRestartOnly: a reload that changes fields a running hub cannot
+// change (sockets, identity, state directory, the reflector's IDs, key
+// export, log format) applies the rest (a CPE added, the log level), warns
+// about those by name and keeps their running values in Config, so the next
+// reload warns again.
+func TestReloadRestartOnly(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	th := startHub(t, cfg)
+	cpe1 := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
+	cpe1.mustConnect(th, false)
+	if err := cpe1.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+	info := cpe1.sa.Info()
+
+	changed := func() *configs.Hub {
+		next := copyConfig(cfg)
+		next.IKE.Port = 1500
+		next.Identity = auth.MustParseID("fqdn:other-hub.example.net")
+		next.StateDir = t.TempDir()
+		next.Metrics.Listen = netip.MustParseAddrPort("127.0.0.1:9999")
+		next.Status.Socket = cfg.Status.Socket + ".new"
+		next.BGP.ASN = 65001
+		next.BGP.RouterID = netip.MustParseAddr("192.0.2.77")
+		next.BGP.GRPCListen = netip.MustParseAddrPort("127.0.0.1:50999")
+		next.KeyExport.ESP = t.TempDir() + "/esp_sa"
+		next.Log.Format = configs.LogJSON
+		next.Log.Level = configs.LogDebug
+		next.Dataplane.TUN.MTU = 1400
+		addCPE(next, "fqdn:cpe5.acme.example", "acme", "10.5.0.0/24")
+		return checkConfig(t, next)
+	}
+	for round := 1; round <= 2; round++ {
+		next := changed()
+		diff, err := th.h.Reload(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := th.logs.lines("configuration changes that need a restart are not applied")
+		if len(lines) != round {
+			t.Fatalf("round %d: %d restart warnings:\n%s", round, len(lines), th.logs)
+		}
+		for _, p := range []string{"ike.port", "identity", "state_dir", "metrics.listen", "status.socket", "bgp.asn", "bgp.router_id",
+			"bgp.grpc_listen", "key_export.esp", "log.format", "dataplane.tun.mtu"} {
+			if !strings.Contains(lines[round-1], p) {
+				t.Errorf("round %d: the warning does not name %s: %s", round, p, lines[round-1])
+			}
+		}
+		if strings.Contains(lines[round-1], "log.level") {
+			t.Errorf("log.level reported as needing a restart: %s", lines[round-1])
+		}
+		run := th.h.Config()
+		if run.IKE.Port != cfg.IKE.Port || !run.Identity.Equal(cfg.Identity) || run.StateDir != cfg.StateDir ||
+			run.Metrics != cfg.Metrics || run.Status != cfg.Status || run.BGP.ASN != cfg.BGP.ASN || run.BGP.RouterID != cfg.BGP.RouterID ||
+			run.BGP.GRPCListen != cfg.BGP.GRPCListen || run.KeyExport != cfg.KeyExport || run.Log.Format != cfg.Log.Format ||
+			run.Dataplane != cfg.Dataplane {
+			t.Errorf("round %d: running configuration took restart-only values: %+v", round, run)
+		}
+		if run.Log.Level != configs.LogDebug || run.CPE(auth.MustParseID("fqdn:cpe5.acme.example")) == nil {
+			t.Errorf("round %d: the reloadable changes were not applied (level %v)", round, run.Log.Level)
+		}
+		if round == 1 && len(diff.CPEsAdded) != 1 {
+			t.Errorf("diff %s", diff.String())
+		}
+		// keepRunning leaves no restart-only difference behind.
+		if left := restartPaths(configs.DiffHub(cfg, keepRunning(cfg, next)).Changed); len(left) > 0 {
+			t.Errorf("keepRunning misses %v", left)
+		}
+	}
+	if i := cpe1.sa.Info(); i.SPIi != info.SPIi || i.State != ike.StateEstablished {
+		t.Error("cpe1's IKE SA suffered from the reloads")
+	}
+	cpe5 := newCPE(t, th, "fqdn:cpe5.acme.example", cpeOpts{})
+	cpe5.mustConnect(th, false)
+	if err := cpe5.waitPut(); err != nil {
+		t.Fatal(err)
+	}
+}
