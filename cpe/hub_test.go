@@ -37,7 +37,7 @@ type testHub struct {
 	overlay    netip.Addr
 	outer      []netip.AddrPort // where the CPEs reach it (IKE)
 	natt       uint16
-	psk        map[string][]byte // identity -> PSK
+	psk        map[string][]byte // identity -> PSK; under mu
 	ks         *mpsa.KeyServer
 	fib        *routing.FIB
 	dp         dataplane.Backend
@@ -47,7 +47,7 @@ type testHub struct {
 	stopFollow func()
 	wg         sync.WaitGroup
 
-	mu       sync.Mutex // guards the following
+	mu       sync.Mutex // guards the following and psk
 	vips     map[string]netip.Addr
 	children map[childKey]*hubChild
 	tunnels  map[*ike.SA]routing.Tunnel
@@ -141,7 +141,9 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 	cfg := ike.Config{
 		Local: auth.Local{ID: auth.MustParseID("fqdn:hub.example.net")},
 		Peers: func(_ context.Context, id auth.ID) (*auth.Peer, error) {
+			h.mu.Lock()
 			psk, ok := h.psk[id.String()]
+			h.mu.Unlock()
 			if !ok {
 				return nil, fmt.Errorf("%w: %v", auth.ErrUnknownPeer, id)
 			}

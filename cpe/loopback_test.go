@@ -2,9 +2,11 @@ package cpe
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,7 @@ func TestLoopback(t *testing.T) {
 	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
 	hub := loopbackHub(t, ikePort, nattPort, nil, id)
 	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	cfg.Metrics.Listen = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeTCPPort(t))
 	c := newLoopbackCPE(t, cfg, nattPort)
 	runCPE(t, c.CPE)
 
@@ -135,6 +138,13 @@ func TestLoopback(t *testing.T) {
 	if !ok || nh.Tunnel != HubTunnel || nh.Endpoint != netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), nattPort) {
 		t.Errorf("hub route: %+v %v", nh, ok)
 	}
+
+	// The metrics endpoint answers a scrape, and only a scrape.
+	scrapeLoopback(t, c.CPE, "GET /metrics HTTP/1.1\r\nHost: cpe\r\n\r\n", "HTTP/1.1 200 OK",
+		"mpsa_cpe_ike_sas 1", "mpsa_cpe_tunnel_up 1", "mpsa_cpe_group_sa_spi "+strconv.FormatUint(uint64(group.Keys.SPI), 10))
+	scrapeLoopback(t, c.CPE, "GET /debug HTTP/1.1\r\n\r\n", "HTTP/1.1 404")
+	scrapeLoopback(t, c.CPE, "POST /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 405")
+	scrapeLoopback(t, c.CPE, "\x16\x03\x01 hello\r\n\r\n", "HTTP/1.1 400")
 
 	// The status socket answers every view.
 	for _, view := range []string{"overview", "sas", "mpsa", "bgp", "routes"} {
@@ -274,6 +284,27 @@ func TestLoopbackReload(t *testing.T) {
 		t.Fatalf("no reconnect after the hubs changed: %v", err)
 	}
 
+	// New credentials rebuild the IKE engine and reconnect with them.
+	newPSK := []byte("the hub rotated this CPE's PSK")
+	hub.mu.Lock()
+	hub.psk[id] = newPSK
+	ups := hub.ups
+	hub.mu.Unlock()
+	cfgPSK := cfg3
+	cfgPSK.Credentials.PSK = configs.NewSecret(newPSK)
+	if err := c.Reload(&cfgPSK, configs.DiffCPE(&cfg3, &cfgPSK)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Wait(within(t, 20*time.Second), func(s *Status) bool {
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		return hub.ups > ups && s.Tunnel.Up
+	})
+	if err != nil {
+		t.Fatalf("no reconnect with the new PSK: %v", err)
+	}
+	cfg3 = cfgPSK
+
 	// A new data plane backend needs a restart: reported, the rest applied.
 	cfg4 := cfg3
 	cfg4.Dataplane.Backend = configs.BackendXFRM
@@ -312,6 +343,45 @@ func TestLoopbackWrongPSK(t *testing.T) {
 		t.Errorf("refused CPE has state: %+v\n%s", st, c.mem.Text())
 	}
 	t.Logf("last error: %s", st.LastError)
+}
+
+// scrapeLoopback sends a raw request to the metrics endpoint and checks
+// the answer's first line and content.
+func scrapeLoopback(t *testing.T, c *CPE, req, status string, want ...string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", c.MetricsAddr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, req)
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), status) {
+		t.Errorf("%q: answer %q, want %q", req, firstLine(b), status)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(b), w+"\n") {
+			t.Errorf("%q: answer lacks %q:\n%s", req, w, b)
+		}
+	}
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}
+
+func freeTCPPort(t testing.TB) uint16 {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

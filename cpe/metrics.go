@@ -227,7 +227,11 @@ func (e *expo) metric(name, typ, help string, v float64, labels ...string) {
 		e.w.WriteByte('}')
 	}
 	e.w.WriteByte(' ')
-	e.w.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	if v == float64(int64(v)) {
+		e.w.WriteString(strconv.FormatInt(int64(v), 10))
+	} else {
+		e.w.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	}
 	e.w.WriteByte('\n')
 }
 
