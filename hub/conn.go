@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
@@ -123,8 +124,12 @@ func (h *Hub) ikeUp(ev ike.Event) {
 
 	args := []any{"id", t.name, "group", t.group, "peer", ev.Info.Remote}
 	args = append(args, ops.IKESPIs(ev.Info.SPIi, ev.Info.SPIr)...)
-	for _, v := range ev.Info.VIPs {
-		args = append(args, "prefix", v)
+	if len(ev.Info.VIPs) > 0 {
+		vips := make([]string, len(ev.Info.VIPs))
+		for i, v := range ev.Info.VIPs {
+			vips[i] = v.String()
+		}
+		args = append(args, "prefix", strings.Join(vips, ","))
 	}
 	h.log.Info("CPE connected", append(args, "state", "CONNECTED")...)
 	if err := h.ks.Connected(t.name, c.sess, caps); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -314,14 +315,14 @@ func TestJSONLogsNameIdentities(t *testing.T) {
 		}
 	}
 	good := newCPE(t, th, "fqdn:cpe2.acme.example", cpeOpts{})
-	good.mustConnect(th, false)
+	good.mustConnect(th, true)
 	if err := good.waitPut(); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range [][]string{
 		{`"msg":"initiator authentication failed"`, `"id":"fqdn:cpe1.acme.example"`, `"reason":"AUTHENTICATION_FAILED"`},
 		{`"msg":"IKE_AUTH refused: unknown identity"`, `"id":"fqdn:intruder.example"`, `"reason":"AUTHENTICATION_FAILED"`},
-		{`"msg":"CPE connected"`, `"id":"fqdn:cpe2.acme.example"`, `"group":"acme"`},
+		{`"msg":"CPE connected"`, `"id":"fqdn:cpe2.acme.example"`, `"group":"acme"`, `"prefix":"100.64.0.`, `,fd00:64::`},
 	} {
 		if len(th.logs.lines(want...)) == 0 {
 			t.Errorf("no JSON log line with %q in:\n%s", want, th.logs)
@@ -330,6 +331,39 @@ func TestJSONLogsNameIdentities(t *testing.T) {
 	if bad := th.logs.lines(`"id":{`); len(bad) > 0 {
 		t.Errorf("identities logged as structures: %q", bad)
 	}
+	// A JSON object with a key twice loses one of them in most pipelines.
+	for _, line := range th.logs.lines("{") {
+		if dup := duplicateKeys(line); len(dup) > 0 {
+			t.Errorf("keys %q twice in %s", dup, line)
+		}
+	}
+}
+
+// duplicateKeys returns the keys that occur more than once at the top level
+// of a JSON object.
+func duplicateKeys(line string) []string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return []string{"(not an object)"}
+	}
+	seen := map[string]bool{}
+	var dup []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return append(dup, "(bad JSON)")
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return append(dup, "(bad JSON)")
+		}
+	}
+	return dup
 }
 
 // TestLogsFieldsAndNoKeys runs CPEs through joining, an operator rekey and a
