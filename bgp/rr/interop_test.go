@@ -14,6 +14,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/bgp/internal/peertest"
 	"github.com/mpsa-vpn/mpsa/bgp/tunnelencap"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
+	"github.com/mpsa-vpn/mpsa/routing"
 )
 
 // TestGobgpCLI: the stock gobgp CLI talks to a group's gRPC API and lists
@@ -81,6 +82,7 @@ protocol bgp hub {
   local 127.0.0.20 port %[2]d as 65000;
   neighbor 127.0.0.1 port %[1]d as 65000;
   connect delay time 1;
+  connect retry time 1;
   ipv4 { import all; export where source = RTS_STATIC; next hop self; };
   ipv6 { import all; export none; extended next hop on; };
 }
@@ -163,4 +165,46 @@ router bgp 65000
 	if strings.Contains(out, `"connectionsDropped":1`) || !strings.Contains(out, `"bgpState":"Established"`) {
 		t.Errorf("FRR session:\n%s", out)
 	}
+}
+
+// TestConfiguredPeer: a data-center router (BIRD, a configured non-client
+// iBGP peer of the group) announces a prefix behind the hub in the plain
+// RFC 5565 form; CPEs get it with its NEXT_HOP and no endpoint (the FIB
+// resolves it recursively), and the router gets the CPEs' routes.
+func TestConfiguredPeer(t *testing.T) {
+	leakCheck(t)
+	g := acme("127.0.0.1")
+	g.Peers = []PeerConfig{{Address: netip.MustParseAddr("127.0.0.40"), ASN: 65000, Passive: true}}
+	h := startHub(t, Config{}, g)
+	hub := netip.MustParseAddrPort(listenOf(h, "acme"))
+	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16"))
+	monPort := freePort(t)
+	peertest.Bird(t, fmt.Sprintf(`
+router id 127.0.0.40;
+protocol static dc { ipv4; route 192.168.100.0/24 unreachable; }
+protocol bgp hub {
+  local 127.0.0.40 port %[2]d as 65000;
+  neighbor 127.0.0.1 port %[1]d as 65000;
+  connect delay time 1;
+  connect retry time 1;
+  ipv4 { import all; export where source = RTS_STATIC; next hop self; };
+  ipv6 { import all; export none; };
+}
+protocol bgp mon {
+  local 127.0.0.40 port %[2]d as 65000;
+  neighbor 127.0.0.41 as 65000;
+  passive on;
+  rr client;
+  ipv4 { import none; export where source = RTS_BGP; };
+}
+`, hub.Port(), monPort))
+	a := runCPE(t, addr(2), hub.String(), "198.51.100.2:4500", "10.1.0.0/24")
+	if err := a.sink.Wait(within(t, 20*time.Second), func(rs map[netip.Prefix]routing.Route) bool {
+		r, ok := rs[netip.MustParsePrefix("192.168.100.0/24")]
+		return ok && r.NextHop == netip.MustParseAddr("127.0.0.40") && !r.Endpoint.IsValid()
+	}); err != nil {
+		t.Fatalf("a:\n%s", a.sink)
+	}
+	mon := runCPE(t, "127.0.0.41", fmt.Sprintf("127.0.0.40:%d", monPort), "")
+	mon.waitRoutes(t, map[string]string{"10.1.0.0/24": "198.51.100.2:4500"})
 }

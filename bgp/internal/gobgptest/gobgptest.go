@@ -42,14 +42,31 @@ var Families = []*api.Family{
 	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
 }
 
-// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago and
+// that it has not returned before in this process: Linux tends to hand the
+// same port out again, and a daemon that binds it right after an earlier
+// test's daemon died can find it still held by connections closing.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !ports[p] {
+			ports[p] = true
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("gobgptest: no fresh port")
 }
 
 // Start starts the reflector; Stop it when done.

@@ -112,7 +112,7 @@ func Bird(tb testing.TB, config string) *Proc {
 	bin := testenv.Binary(tb, "bird", "apt-get install bird2")
 	testenv.Binary(tb, "birdc", "apt-get install bird2")
 	dir := tb.TempDir()
-	cfg := write(tb, dir, "bird.conf", config)
+	cfg := write(tb, dir, "bird.conf", "log stderr { info, remote, warning, error, auth, fatal, bug };\n"+config)
 	return Start(tb, dir, bin, "-f", "-c", cfg, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
 }
 
