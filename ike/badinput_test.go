@@ -14,11 +14,13 @@ import (
 
 // TestHostileInput: malformed and unauthenticated datagrams are dropped and
 // counted, never answered, except the IKE_SA_INIT notifies RFC 7296
-// §2.21.1 allows, which are rate limited.
+// §2.21.1 allows (and §2.5 requires, for an unknown critical payload),
+// which are rate limited.
 func TestHostileInput(t *testing.T) {
 	p := newPair(t, func(i, r *Config) {
-		// Three tokens: the IKE_SA_INIT of the real CPE takes one.
-		r.UnauthReplyRate, r.UnauthReplyBurst = 1, 3
+		// Four tokens: the IKE_SA_INIT of the real CPE takes one, the
+		// unknown critical payload another.
+		r.UnauthReplyRate, r.UnauthReplyBurst = 1, 4
 	})
 	_, hubSA := p.establish(defaultConn())
 	hi := hubSA.Info()
@@ -52,17 +54,13 @@ func TestHostileInput(t *testing.T) {
 	// keepalive.
 	send(evil4500, hub4500, []byte{0xc0, 0xff, 0xee, 0x01, 0, 0, 0, 1, 1, 2, 3, 4})
 	send(evil4500, hub4500, []byte{0xff})
-	// IKE_SA_INIT with an unknown critical payload: dropped, not answered.
+	// An IKE_SA_INIT request over 8 KiB: dropped.
 	initReq := func(ps ...wire.Payload) []byte {
 		m := wire.Message{Header: wire.Header{SPIi: 0x1122334455667788, Exchange: wire.IKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
 		b, _ := m.Encode()
 		return b
 	}
-	b = initReq(&wire.Nonce{Data: make([]byte, 32)})
-	b = append(b, 0, 0x80, 0, 4)
-	b[wire.HeaderLen] = 222
-	binary.BigEndian.PutUint32(b[24:], uint32(len(b)))
-	send(evil, hub500, b)
+	send(evil, hub500, initReq(&wire.Nonce{Data: make([]byte, 32)}, &wire.Vendor{Data: make([]byte, 9000)}))
 	p.quiet()
 	st := p.r.m.Stats()
 	want := Stats{DroppedMalformed: 3, DroppedUnknownSPI: 1, DroppedIntegrity: 1, DroppedMessageID: 1, DroppedNonIKE: 1, Keepalives: 1}
@@ -74,6 +72,21 @@ func TestHostileInput(t *testing.T) {
 	}
 	if st.Sent != before.Sent {
 		t.Fatalf("the hub answered hostile input (%d datagrams)", st.Sent-before.Sent)
+	}
+	// IKE_SA_INIT with an unknown critical payload: UNSUPPORTED_CRITICAL_
+	// PAYLOAD naming its type, counted as malformed, no state.
+	b = initReq(&wire.Nonce{Data: make([]byte, 32)})
+	b = append(b, 0, 0x80, 0, 4)
+	b[wire.HeaderLen] = 222
+	binary.BigEndian.PutUint32(b[24:], uint32(len(b)))
+	send(evil, hub500, b)
+	if m := decodeDatagram(t, p.next()); len(m.Payloads) != 1 || m.SPIr != 0 || !m.IsResponse() ||
+		wire.FindNotify(m.Payloads, wire.NotifyUnsupportedCriticalPayload) == nil ||
+		!bytes.Equal(wire.FindNotify(m.Payloads, wire.NotifyUnsupportedCriticalPayload).Data, []byte{222}) {
+		t.Fatalf("reply to an unknown critical payload: %v", m)
+	}
+	if got := p.r.m.Stats().DroppedMalformed - st.DroppedMalformed; got != 1 || len(p.r.m.Handles()) != 1 {
+		t.Fatalf("%d more malformed, %d SAs", got, len(p.r.m.Handles()))
 	}
 	// IKE_SA_INIT without an acceptable proposal: NO_PROPOSAL_CHOSEN for
 	// the two tokens left, then nothing until tokens refill.
@@ -225,5 +238,72 @@ func TestUnsupportedCriticalPayload(t *testing.T) {
 	send(false)
 	if n := p.r.lastResponseNotify(t, hub); n != 0 {
 		t.Fatalf("answered %v to a non-critical unknown payload", n)
+	}
+}
+
+// TestReplayedRequest: the responder's cache answers a retransmitted
+// request, but a copy of it from another address (a forged source aiming
+// the response at a victim) only within the unauthenticated replies' rate
+// limit, and a forged first fragment (SKF) with the cached message ID,
+// which cannot be compared with the reassembled request, only if it passes
+// the integrity check.
+func TestReplayedRequest(t *testing.T) {
+	p := newPair(t, func(i, r *Config) {
+		// Two tokens: the IKE_SA_INIT of the real CPE takes one.
+		r.UnauthReplyRate, r.UnauthReplyBurst = 1, 2
+		i.Fragmentation, r.Fragmentation = true, true
+	})
+	a, hub := p.establish(defaultConn())
+	done := async(func() error { return a.SendInformational(ctx(t), nil) })
+	req := p.next()
+	p.net.Deliver(req)
+	p.net.Deliver(p.next())
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+	victim := netip.MustParseAddrPort("198.51.100.99:500")
+	replay := func(src netip.AddrPort, data []byte) int {
+		t.Helper()
+		p.net.Deliver(iketest.Datagram{Src: src, Dst: req.Dst, Data: data})
+		p.settle()
+		n := 0
+		for p.net.Held() > 0 {
+			if d := p.next(); d.Dst != src {
+				t.Fatalf("response to %v, the request came from %v", d.Dst, src)
+			}
+			n++
+		}
+		return n
+	}
+	before := p.r.m.Stats()
+	if n := replay(victim, req.Data); n != 1 {
+		t.Fatalf("first replay from elsewhere: %d responses, want 1 (one token left)", n)
+	}
+	for range 3 {
+		if n := replay(victim, req.Data); n != 0 {
+			t.Fatal("replays beyond the rate limit answered")
+		}
+	}
+	if n := replay(req.Src, req.Data); n != 1 {
+		t.Fatal("a retransmission from the request's own source not answered")
+	}
+	st := p.r.m.Stats()
+	if st.ResponsesResent-before.ResponsesResent != 2 || st.DroppedRateLimited-before.DroppedRateLimited != 3 {
+		t.Fatalf("resent %d, rate limited %d", st.ResponsesResent-before.ResponsesResent, st.DroppedRateLimited-before.DroppedRateLimited)
+	}
+
+	// A forged first fragment with the cached message ID.
+	hi := hub.Info()
+	forged := wire.Message{Header: wire.Header{SPIi: hi.SPIi, SPIr: hi.SPIr, Exchange: wire.Informational, Flags: wire.FlagInitiator, MessageID: 2},
+		Payloads: []wire.Payload{&wire.Fragment{Inner: wire.PayloadN, Number: 1, Total: 2, Body: make([]byte, 64)}}}
+	b, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := replay(req.Src, b); n != 0 {
+		t.Fatal("a forged first fragment was answered")
+	}
+	if st2 := p.r.m.Stats(); st2.DroppedIntegrity-st.DroppedIntegrity != 1 || st2.ResponsesResent != st.ResponsesResent {
+		t.Fatalf("forged fragment: %+v", st2)
 	}
 }

@@ -45,8 +45,10 @@
 //
 // One serial executor per handle owns all its state (sa.go): received
 // datagrams, timer ticks and API calls are queued as closures and run by at
-// most one goroutine at a time, which exists only while there is work; an
-// idle SA costs no goroutine and one timer. The reader goroutine of each
+// most one goroutine at a time: one of the manager's workers takes the SA
+// while it has work (a few idle workers wait for the next SA; a new one
+// starts when none is free), so an idle SA costs no goroutine and one
+// timer. The reader goroutine of each
 // socket decodes only the header, looks the SA up by our SPI and queues the
 // datagram; new IKE_SA_INIT requests are checked statelessly first (rules,
 // COOKIE above Config.CookieThreshold half-open SAs, proposal, KE group)

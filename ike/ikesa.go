@@ -455,11 +455,20 @@ func (sa *ikeSA) handleRequest(p *packet, hdr wire.Header) {
 	switch {
 	case hdr.MessageID == sa.expReqID:
 	case sa.cache.valid && hdr.MessageID == sa.cache.msgID:
-		if sa.isRetransmit(p, hdr) {
+		switch again, forged := sa.isRetransmit(p, hdr); {
+		case forged:
+			m.stats.integrity.Add(1)
+		case !again:
+			m.stats.messageID.Add(1)
+		case p.src != sa.cache.dst && !m.limiter.allow():
+			// A copy of the request from elsewhere: someone may replay
+			// it with a forged source to aim our (larger, maybe
+			// fragmented) response at a victim, so such resends share
+			// the unauthenticated replies' rate limit.
+			m.stats.rateLimited.Add(1)
+		default:
 			m.stats.responsesResent.Add(1)
 			sa.h.sendTo(sa.cache.pkts, p.dst, p.src, p.natt)
-		} else {
-			m.stats.messageID.Add(1)
 		}
 		return
 	default:
@@ -525,12 +534,31 @@ func (sa *ikeSA) handleRequest(p *packet, hdr wire.Header) {
 
 // isRetransmit reports whether a request with the last answered message ID
 // is a retransmission: the same octets, or (RFC 7383 §2.6.1) the first
-// fragment of a fragmented request.
-func (sa *ikeSA) isRetransmit(p *packet, hdr wire.Header) bool {
-	if hdr.NextPayload == wire.PayloadSKF && len(p.data) >= wire.HeaderLen+6 {
-		return p.data[wire.HeaderLen+4] == 0 && p.data[wire.HeaderLen+5] == 1
+// fragment of a fragmented request, which must pass the integrity check
+// (it cannot be compared with what was received: the request was
+// reassembled), so that no one without the keys can trigger a resend.
+// forged reports a first fragment that failed the check.
+func (sa *ikeSA) isRetransmit(p *packet, hdr wire.Header) (again, forged bool) {
+	if hdr.NextPayload != wire.PayloadSKF {
+		return sha256.Sum256(p.data) == sa.cache.hash, false
 	}
-	return sha256.Sum256(p.data) == sa.cache.hash
+	if len(p.data) < wire.HeaderLen+8 || p.data[wire.HeaderLen+4] != 0 || p.data[wire.HeaderLen+5] != 1 {
+		return false, false
+	}
+	msg, err := wire.Decode(p.data)
+	if err != nil {
+		return false, false
+	}
+	f, prefix := msg.Fragment()
+	if f == nil {
+		return false, false
+	}
+	defer sa.in.Release()
+	// The datagram is ours: decrypting it in place costs no copy.
+	if _, err := sa.in.OpenInPlace(msg.Raw, len(prefix)); err != nil {
+		return false, true
+	}
+	return true, false
 }
 
 // respond sends (and caches) the response to a request.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -38,7 +39,14 @@ type Manager struct {
 	// nonceFirst, when not zero, is one more than the first octet of every
 	// nonce drawn (tests of rekey collisions set it).
 	nonceFirst atomic.Uint32
-	wg         sync.WaitGroup // readers and SA executors
+	wg         sync.WaitGroup // readers and workers
+
+	// Workers run SA queues (SA.drain); idle ones wait on idleWork for the
+	// next SA, at most maxIdle of them, until quit is closed.
+	idleWork    chan *SA
+	idleWorkers atomic.Int32
+	maxIdle     int
+	quit        chan struct{}
 
 	mu       sync.Mutex        // guards the following
 	sas      map[uint64]*ikeSA // by our SPI
@@ -80,6 +88,9 @@ func New(cfg Config) (*Manager, error) {
 		sas:      make(map[uint64]*ikeSA),
 		halfOpen: make(map[halfOpenKey]*ikeSA),
 		handles:  make(map[*SA]struct{}),
+		idleWork: make(chan *SA),
+		maxIdle:  max(4, 2*runtime.GOMAXPROCS(0)),
+		quit:     make(chan struct{}),
 	}
 	m.events = newEventQueue(cfg.Events)
 	var err error
@@ -151,14 +162,15 @@ func (m *Manager) input(b []byte, src, dst netip.AddrPort, mc *managedConn) {
 		dst = mc.c.LocalAddr()
 	}
 	dst = netip.AddrPortFrom(dst.Addr(), mc.c.LocalAddr().Port())
-	m.dispatch(&packet{data: bytes.Clone(b), src: src, dst: dst, natt: mc.natt})
+	m.dispatch(b, src, dst, mc.natt)
 }
 
-// dispatch hands a datagram to its SA, or to the responder for new
-// IKE_SA_INIT requests.
-func (m *Manager) dispatch(p *packet) {
-	hdr, err := wire.DecodeHeader(p.data)
-	if err != nil || int(hdr.Length) != len(p.data) {
+// dispatch hands a datagram (b, the reader's buffer) to its SA, or to the
+// responder for new IKE_SA_INIT requests. What is dropped on its header
+// alone costs no allocation; the rest is copied once for the SA.
+func (m *Manager) dispatch(b []byte, src, dst netip.AddrPort, natt bool) {
+	hdr, err := wire.DecodeHeader(b)
+	if err != nil || int(hdr.Length) != len(b) {
 		m.stats.malformed.Add(1)
 		return
 	}
@@ -166,12 +178,16 @@ func (m *Manager) dispatch(p *packet) {
 		m.stats.malformed.Add(1)
 		if hdr.Exchange == wire.IKESAInit && !hdr.IsResponse() && hdr.MajorVersion() > 2 {
 			// RFC 7296 §2.5: tell the peer which version we speak.
-			m.replyUnauth(p, hdr, &wire.Notify{NotifyType: wire.NotifyInvalidMajorVersion})
+			m.replyUnauth(&packet{src: src, dst: dst, natt: natt}, hdr, &wire.Notify{NotifyType: wire.NotifyInvalidMajorVersion})
 		}
 		return
 	}
 	if hdr.Exchange == wire.IKESAInit && !hdr.IsResponse() {
-		m.acceptInit(p, hdr)
+		if len(b) > maxInitRequest {
+			m.stats.malformed.Add(1)
+			return
+		}
+		m.acceptInit(&packet{data: bytes.Clone(b), src: src, dst: dst, natt: natt}, hdr)
 		return
 	}
 	spi := hdr.SPIi
@@ -185,8 +201,16 @@ func (m *Manager) dispatch(p *packet) {
 		m.stats.unknownSPI.Add(1)
 		return
 	}
+	p := &packet{data: bytes.Clone(b), src: src, dst: dst, natt: natt}
 	sa.h.runPacket(func() { sa.handlePacket(p, hdr) })
 }
+
+// maxInitRequest bounds the IKE_SA_INIT requests a responder accepts. A
+// half-open SA keeps its request for AUTH, so this bounds what an
+// unauthenticated peer makes the responder hold (with Config.MaxHalfOpen);
+// real requests are well under 2 KiB (strongSwan's own limit for any
+// message is 10,000 octets).
+const maxInitRequest = 8192
 
 // run posts f and then refreshes the SA's timer and published state.
 func (h *SA) run(f func()) bool { return h.post(h.wrap(f)) }
@@ -492,6 +516,7 @@ func (m *Manager) Close() {
 	for _, mc := range *m.conns.Load() {
 		mc.c.Close()
 	}
+	close(m.quit)
 	m.wg.Wait()
 	m.events.close()
 }

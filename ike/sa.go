@@ -113,8 +113,8 @@ const maxQueue = 64
 //
 // Internally one serial executor owns everything below the ruled line: work
 // (received datagrams, timer ticks, API calls) is queued with post and run by
-// at most one goroutine at a time, which exists only while there is work, so
-// an idle SA costs no goroutine.
+// at most one goroutine at a time, a worker of the manager's that takes the
+// SA only while it has work, so an idle SA costs no goroutine.
 type SA struct {
 	m    *Manager
 	name string
@@ -191,16 +191,14 @@ func (h *SA) enqueueWork(f func(), bounded bool) bool {
 	h.queue = append(h.queue, f)
 	if !h.running {
 		h.running = true
-		h.m.wg.Add(1)
-		go h.routineRun()
+		h.m.schedule(h)
 	}
 	h.xmu.Unlock()
 	return true
 }
 
-// routineRun drains the queue and exits when it is empty.
-func (h *SA) routineRun() {
-	defer h.m.wg.Done()
+// drain runs the queued work until the queue is empty. Worker only.
+func (h *SA) drain() {
 	for {
 		h.xmu.Lock()
 		if len(h.queue) == 0 {
@@ -214,6 +212,40 @@ func (h *SA) routineRun() {
 		h.queue = h.queue[1:]
 		h.xmu.Unlock()
 		f()
+	}
+}
+
+// schedule has h's queue drained: by an idle worker if one waits, else by
+// a new one, so a hook that blocks (a slow identity lookup) never holds up
+// another SA. Workers that found nothing more to do wait for the next SA
+// (at most maxIdleWorkers of them, until Close): a worker's stack has
+// grown to what the exchanges need, and a fresh goroutine per burst of
+// work would grow and copy it every time.
+func (m *Manager) schedule(h *SA) {
+	select {
+	case m.idleWork <- h:
+	default:
+		m.wg.Add(1)
+		go m.routineWork(h)
+	}
+}
+
+// routineWork drains SA queues handed to it; see schedule.
+func (m *Manager) routineWork(h *SA) {
+	defer m.wg.Done()
+	for {
+		h.drain()
+		if m.idleWorkers.Add(1) > int32(m.maxIdle) {
+			m.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case h = <-m.idleWork:
+			m.idleWorkers.Add(-1)
+		case <-m.quit:
+			m.idleWorkers.Add(-1)
+			return
+		}
 	}
 }
 
@@ -404,8 +436,12 @@ func (h *SA) peerInfo() PeerInfo {
 	return p
 }
 
-// emit queues an event with the current snapshot.
+// emit queues an event with the current snapshot. It publishes first, so
+// that Info, called by whoever receives the event, is not older than it.
 func (h *SA) emit(kind EventKind, c *ChildSA, err error) {
+	if !h.dying {
+		h.publish()
+	}
 	h.m.events.push(Event{Kind: kind, SA: h, Info: h.snapshot(), Child: c, Err: err})
 }
 

@@ -205,6 +205,11 @@ func (m *Manager) acceptInit(p *packet, hdr wire.Header) {
 	}
 	if err != nil {
 		m.stats.malformed.Add(1)
+		if ne, ok := wire.AsNotifyError(err); ok && ne.Type == wire.NotifyUnsupportedCriticalPayload {
+			// RFC 7296 §2.5: the response names the payload type; like
+			// every answer before authentication, rate limited.
+			m.replyUnauth(p, hdr, ne.Notify())
+		}
 		return
 	}
 	ps := msg.Payloads
