@@ -23,12 +23,27 @@ import (
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/mpsa"
+	"github.com/mpsa-vpn/mpsa/tests/vm/vmtest"
 )
 
 var binary string
 
-// TestMain builds mpsa-hub once; the tests run it as a process.
+// selfEnv makes the test binary run mpsa-hub's main instead of its tests:
+// inside the VM of tests/vm there is no Go toolchain to build mpsa-hub, so
+// the tests run their own binary as the daemon.
+const selfEnv = "MPSA_HUB_TEST_AS_MAIN"
+
+// TestMain builds mpsa-hub once (in the VM: uses itself as mpsa-hub); the
+// tests run it as a process.
 func TestMain(m *testing.M) {
+	if os.Getenv(selfEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if os.Getenv(vmtest.Env) == "1" {
+		binary = os.Args[0]
+		os.Setenv(selfEnv, "1") // for the children only: this process is past the check
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "mpsa-hub-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
