@@ -77,7 +77,9 @@ type Backend struct {
 	batch      int
 	bufSize    int
 	onRekeyDue func(uint32)
-	ike        *ikeConn
+	ikeq       *ikeQueue // IKE datagrams diverted from port 4500
+	ike        *ikeConn  // the view IKEConn returns
+	probes     *probes   // source address lookups for NATTConn
 
 	state atomic.Pointer[saState]
 
@@ -171,7 +173,9 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b.batch = max(1, min(b.tun.BatchSize(), maxBatch))
 	b.bufSize = max(2048, esp.Headroom+mtu+esp.Tailroom+64)
-	b.ike = newIKEConn(b)
+	b.ikeq = newIKEQueue()
+	b.ike = &ikeConn{v: newIKEView(b)}
+	b.probes = newProbes(b.wildcardUDP())
 	b.start()
 	if b.kernelTUN {
 		// The namespace New runs in is the TUN's: watch it for flushed routes.
@@ -366,7 +370,7 @@ func (b *Backend) Stats() dataplane.Stats {
 		RxPackets: b.rxPackets.Load(), RxBytes: b.rxBytes.Load(),
 		Drops: b.drops.Map(),
 	}
-	if n := b.ike.dropped.Load(); n > 0 {
+	if n := b.ikeq.dropped.Load(); n > 0 {
 		st.Drops["ike_queue_full"] = n
 	}
 	return st
@@ -375,8 +379,31 @@ func (b *Backend) Stats() dataplane.Stats {
 // Drops returns the count for one drop reason.
 func (b *Backend) Drops(d esp.Drop) uint64 { return b.drops.Get(d) }
 
-// IKEConn returns the conn through which IKE uses UDP port 4500.
+// IKEConn returns the net.PacketConn through which IKE uses UDP port 4500
+// (marker-prefixed datagrams both ways). It is one conn for the backend's
+// lifetime; its Close ends its own use. Besides net.PacketConn it has
+// NATTConn's ReadPacket, WritePacket and SourceAddr, so an adapter can
+// learn each datagram's local address and choose the source; NATT gives
+// the IKE engine's conn directly.
 func (b *Backend) IKEConn() net.PacketConn { return b.ike }
+
+// wildcardUDP reports which families have a UDP socket bound to the
+// wildcard address, whose source addresses only a route lookup can tell.
+func (b *Backend) wildcardUDP() (v4, v6 bool) {
+	for i, c := range b.out[0] {
+		if c == nil {
+			continue
+		}
+		if ua, ok := c.LocalAddr().(*net.UDPAddr); ok && ua.IP.IsUnspecified() {
+			if i == 0 {
+				v4 = true
+			} else {
+				v6 = true
+			}
+		}
+	}
+	return v4, v6
+}
 
 // TUNName returns the name of the TUN device.
 func (b *Backend) TUNName() string { return b.tunName }
@@ -394,7 +421,7 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 
 	close(b.closed)
-	b.ike.Close()
+	b.ikeq.close()
 	err := b.tun.Close()
 	for _, c := range b.conns {
 		c.Close()
@@ -411,5 +438,6 @@ func (b *Backend) Close() error {
 	b.installed = nil
 	b.removeRoutesLocked()
 	b.nl.Close()
+	b.probes.close()
 	return err
 }

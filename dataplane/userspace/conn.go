@@ -17,6 +17,10 @@ type Message struct {
 	// Src is the outer source address on write (IP_PKTINFO); zero lets
 	// the kernel choose. Reads leave it zero.
 	Src netip.Addr
+	// Dst is, on read, the local address the datagram was sent to, when
+	// the socket tells (IP_PKTINFO / IPV6_PKTINFO on UDP sockets); zero
+	// otherwise. Writes ignore it.
+	Dst netip.Addr
 }
 
 // Conn is a batched datagram socket for the outer packets: a UDP socket on

@@ -17,17 +17,21 @@ import (
 // generic segmentation offload (UDP_SEGMENT): a run of equal-sized
 // datagrams to one destination leaves in one sendmmsg entry.
 type sockConn struct {
-	pc   net.PacketConn
-	rc   syscall.RawConn
-	v6   bool
-	raw  bool
-	gso  bool // UDP_SEGMENT usable (turned off after the first failure)
-	read func(fd uintptr) bool
+	pc  net.PacketConn
+	rc  syscall.RawConn
+	v6  bool
+	raw bool
+	gso bool // UDP_SEGMENT usable (turned off after the first failure)
+	// pktinfo: the kernel tells each datagram's destination address
+	// (IP_PKTINFO / IPV6_RECVPKTINFO), in rcmsg.
+	pktinfo bool
+	read    func(fd uintptr) bool
 
 	rmu   sync.Mutex // serialises ReadBatch; guards the r* fields
 	rhdr  []mmsghdr
 	riov  []unix.Iovec
 	rname []unix.RawSockaddrInet6
+	rcmsg []byte // rcmsgLen octets of ancillary data per message
 	rms   []Message
 	rn    int
 	rerr  error
@@ -48,6 +52,10 @@ type mmsghdr struct {
 	hdr unix.Msghdr
 	n   uint32
 }
+
+// rcmsgLen is the room for the ancillary data of one received datagram:
+// the packet info of either family (a dual-stack socket gets both kinds).
+var rcmsgLen = unix.CmsgSpace(unix.SizeofInet6Pktinfo) + unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 
 const (
 	maxBatch   = 128
@@ -109,6 +117,24 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 	}
 	c.read = c.doRead
 	c.write = c.doWrite
+	if !raw {
+		// The destination address of each datagram, for IKE on port
+		// 4500 (NATTConn.ReadPacket).
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if v6 {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+				// A dual-stack socket receives IPv4 too.
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			}
+		})
+		if err == nil && serr == nil {
+			c.pktinfo = true
+			c.rcmsg = make([]byte, maxBatch*rcmsgLen)
+		}
+	}
 	// Big socket buffers absorb the bursts a TSO/GSO super-packet makes.
 	// A full raw socket is worse than a lost packet: the kernel then answers
 	// the sender with ICMP protocol unreachable.
@@ -139,6 +165,10 @@ func (c *sockConn) ReadBatch(ms []Message) (int, error) {
 		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&c.rname[i])), Iov: &c.riov[i]}
 		h.Namelen = uint32(unsafe.Sizeof(c.rname[i]))
 		h.SetIovlen(1)
+		if c.pktinfo {
+			h.Control = &c.rcmsg[i*rcmsgLen]
+			h.SetControllen(rcmsgLen)
+		}
 	}
 	c.rms = ms[:n]
 	c.rn, c.rerr = 0, nil
@@ -152,6 +182,11 @@ func (c *sockConn) ReadBatch(ms []Message) (int, error) {
 		m := &ms[i]
 		m.Off, m.N = 0, int(c.rhdr[i].n)
 		m.Addr = sockaddrToAddrPort(&c.rname[i])
+		m.Dst = netip.Addr{}
+		if c.pktinfo {
+			cm := c.rcmsg[i*rcmsgLen:]
+			m.Dst = pktinfoDst(cm[:min(int(c.rhdr[i].hdr.Controllen), len(cm))])
+		}
 		if c.raw && !c.v6 {
 			m.Off, m.N = stripIPv4(m.Buf[:m.N])
 		}
@@ -327,6 +362,33 @@ func translateErr(err error) error {
 		return net.ErrClosed
 	}
 	return err
+}
+
+// pktinfoDst returns the destination address in the IP_PKTINFO or
+// IPV6_PKTINFO message of the ancillary data cm, or the zero Addr.
+func pktinfoDst(cm []byte) netip.Addr {
+	const align = int(unsafe.Sizeof(uintptr(0))) // cmsg alignment on Linux
+	hdrLen := unix.CmsgLen(0)
+	for len(cm) >= hdrLen {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&cm[0]))
+		l := int(h.Len)
+		if l < hdrLen || l > len(cm) {
+			break
+		}
+		data := cm[hdrLen:l]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			return netip.AddrFrom4((*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Addr)
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			return netip.AddrFrom16((*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Addr).Unmap()
+		}
+		next := (l + align - 1) &^ (align - 1)
+		if next >= len(cm) {
+			break
+		}
+		cm = cm[next:]
+	}
+	return netip.Addr{}
 }
 
 func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {

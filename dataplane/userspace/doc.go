@@ -36,9 +36,15 @@
 // # Sharing port 4500 with IKE
 //
 // The backend owns the UDP 4500 sockets. Datagrams that start with the
-// non-ESP marker are IKE: IKEConn returns a net.PacketConn whose ReadFrom
-// yields them (marker included) and whose WriteTo sends what IKE gives it
-// (marker included) from the same socket. NAT keepalives (0xFF) are
+// non-ESP marker are IKE: they wait in a bounded queue for the IKE engine.
+// NATT returns a conn with the IKE engine's method set (ike.Conn and
+// ike.SourceAddrConn, without importing ike): ReadPacket yields each
+// datagram (marker included) with its sender and the local address it was
+// sent to (IP_PKTINFO / IPV6_PKTINFO, read without allocating per packet),
+// WritePacket sends IKE datagrams (marker included) and NAT keepalives
+// (RFC 3948 §2.3, sent by the IKE engine behind a NAT) from a chosen local
+// address, and SourceAddr tells the kernel's choice of source for a peer.
+// IKEConn is the same as a net.PacketConn. NAT keepalives received are
 // dropped.
 //
 // # Kernel routes

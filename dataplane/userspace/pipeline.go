@@ -21,6 +21,7 @@ type batch struct {
 	out   [][]byte // inbound: what goes to the TUN
 	n     int
 	tx    bool
+	lport uint16 // inbound: the local port of the socket read
 	st    *saState
 	done  chan struct{} // the worker signals here when the batch is processed
 }
@@ -237,6 +238,10 @@ func (b *Backend) routineReadNetwork(c Conn) {
 	defer b.wg.Done()
 	b.log.Debug("routine started: read network", "local", c.LocalAddr().String())
 	defer b.log.Debug("routine stopped: read network", "local", c.LocalAddr().String())
+	var lport uint16
+	if ua, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		lport = uint16(ua.Port)
+	}
 	errs := 0
 	for {
 		bt := b.get(b.rxPool)
@@ -261,6 +266,7 @@ func (b *Backend) routineReadNetwork(c Conn) {
 		errs = 0
 		bt.n = n
 		bt.st = b.state.Load()
+		bt.lport = lport
 		raw := c.Raw()
 		for i := 0; i < n; i++ {
 			b.classifyInbound(bt, i, raw)
@@ -290,7 +296,11 @@ func (b *Backend) classifyInbound(bt *batch, i int, raw bool) {
 			return
 		case esp.KindIKE:
 			m.skip = true
-			b.ike.deliver(data, msg.Addr)
+			var dst netip.AddrPort
+			if msg.Dst.IsValid() {
+				dst = netip.AddrPortFrom(msg.Dst, bt.lport)
+			}
+			b.ikeq.deliver(data, msg.Addr, dst)
 			return
 		case esp.KindInvalid:
 			m.drop = esp.DropMalformed

@@ -81,7 +81,8 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// ReadBatch blocks for one datagram and takes what else is queued.
+// ReadBatch blocks for one datagram and takes what else is queued. On a
+// UDP Conn it sets each Message's Dst to the bound address.
 func (c *Conn) ReadBatch(ms []userspace.Message) (int, error) {
 	n := 0
 	for n < len(ms) {
@@ -102,6 +103,10 @@ func (c *Conn) ReadBatch(ms []userspace.Message) (int, error) {
 		m := &ms[n]
 		m.Off, m.N = 0, copy(m.Buf, d.p)
 		m.Addr = d.from
+		m.Dst = netip.Addr{}
+		if !c.raw {
+			m.Dst = c.local.Addr() // as IP_PKTINFO tells a UDP socket
+		}
 		n++
 	}
 	return n, nil
