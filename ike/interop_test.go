@@ -140,6 +140,7 @@ type swanConf struct {
 	encap     bool
 	certs     *pki // pubkey authentication instead of PSK
 	rsa       bool // with certs: the RSA chain
+	pss       bool // with rsa: charon signs with RSASSA-PSS (charon.rsa_pss)
 }
 
 func (c swanConf) swanctlConf() string {
@@ -236,6 +237,9 @@ func (l *lab) startSwan(c swanConf) *swantest.Charon {
 	# fragmented (RFC 7383) in both directions
 	fragment_size = 576`,
 		Log: map[string]int{"ike": 2, "enc": 1, "net": 1},
+	}
+	if c.pss {
+		sc.Charon += "\n\t# sign with RSASSA-PSS (RFC 7427)\n\trsa_pss = yes"
 	}
 	if c.certs != nil {
 		ch := c.certs.ecdsa
@@ -367,26 +371,10 @@ func TestInteropInitiator(t *testing.T) {
 			}
 			matchSwan(t, s, sa)
 
-			// Rekey the CHILD_SA and the IKE SA from our side.
-			if err := sa.RekeyChild(tctx(t), firstChild(sa).InSPI); err != nil {
-				t.Fatal(err)
-			}
-			o.event(t, EventChildDown)
-			matchSwan(t, s, sa)
-			if err := sa.RekeyIKE(tctx(t)); err != nil {
-				t.Fatal(err)
-			}
-			o.event(t, EventIKERekeyed)
-			matchSwan(t, s, sa)
-
-			// And from charon's.
-			s.MustSwanctl("--rekey", "--child", "net")
-			o.event(t, EventChildRekeyed)
-			o.event(t, EventChildDown)
-			matchSwan(t, s, sa)
-			s.MustSwanctl("--rekey", "--ike", "rw")
-			o.event(t, EventIKERekeyed)
-			matchSwan(t, s, sa)
+			// Rekey the CHILD_SA and the IKE SA from our side, then
+			// from charon's.
+			o.rekeyOurs(t, s, sa)
+			o.rekeySwan(t, s, sa, "rw")
 
 			// A liveness check and a notify charon does not know.
 			if err := sa.SendInformational(tctx(t), []*wire.Notify{{NotifyType: 40960, Data: []byte("mpsa")}}); err != nil {
@@ -423,30 +411,9 @@ func TestInteropResponder(t *testing.T) {
 			}
 			matchSwan(t, s, sa)
 
-			s.MustSwanctl("--rekey", "--child", "net")
-			o.event(t, EventChildRekeyed)
-			o.event(t, EventChildDown)
-			matchSwan(t, s, sa)
-			s.MustSwanctl("--rekey", "--ike", "hub")
-			o.event(t, EventIKERekeyed)
-			matchSwan(t, s, sa)
-
-			if err := sa.RekeyChild(tctx(t), firstChild(sa).InSPI); err != nil {
-				t.Fatal(err)
-			}
-			o.event(t, EventChildDown)
-			matchSwan(t, s, sa)
-			if err := sa.RekeyIKE(tctx(t)); err != nil {
-				t.Fatal(err)
-			}
-			o.event(t, EventIKERekeyed)
-			matchSwan(t, s, sa)
-
-			s.MustSwanctl("--terminate", "--ike", "hub")
-			if ev := o.event(t, EventIKEDown); !errors.Is(ev.Err, ErrDeleted) {
-				t.Fatalf("down with %v", ev.Err)
-			}
-			s.WaitNoSA()
+			o.rekeySwan(t, s, sa, "hub")
+			o.rekeyOurs(t, s, sa)
+			o.terminateSwan(t, s, "hub")
 			pool.mu.Lock()
 			released := len(pool.released)
 			pool.mu.Unlock()
@@ -455,6 +422,46 @@ func TestInteropResponder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rekeyOurs rekeys the CHILD_SA and then the IKE SA from our side and
+// checks charon's view after each.
+func (o *ours) rekeyOurs(t *testing.T, s *swantest.Charon, sa *SA) {
+	t.Helper()
+	if err := sa.RekeyChild(tctx(t), firstChild(sa).InSPI); err != nil {
+		t.Fatal(err)
+	}
+	o.event(t, EventChildDown)
+	matchSwan(t, s, sa)
+	if err := sa.RekeyIKE(tctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	o.event(t, EventIKERekeyed)
+	matchSwan(t, s, sa)
+}
+
+// rekeySwan has charon rekey the CHILD_SA and then the IKE SA (its
+// connection ike) and checks that we follow.
+func (o *ours) rekeySwan(t *testing.T, s *swantest.Charon, sa *SA, ike string) {
+	t.Helper()
+	s.MustSwanctl("--rekey", "--child", "net")
+	o.event(t, EventChildRekeyed)
+	o.event(t, EventChildDown)
+	matchSwan(t, s, sa)
+	s.MustSwanctl("--rekey", "--ike", ike)
+	o.event(t, EventIKERekeyed)
+	matchSwan(t, s, sa)
+}
+
+// terminateSwan has charon delete the IKE SA (connection ike); ours goes
+// down as deleted by the peer and charon holds nothing.
+func (o *ours) terminateSwan(t *testing.T, s *swantest.Charon, ike string) {
+	t.Helper()
+	s.MustSwanctl("--terminate", "--ike", ike)
+	if ev := o.event(t, EventIKEDown); !errors.Is(ev.Err, ErrDeleted) {
+		t.Fatalf("down with %v", ev.Err)
+	}
+	s.WaitNoSA()
 }
 
 // TestInteropWrongPSK: AUTHENTICATION_FAILED and no SA on either side, in
@@ -636,19 +643,25 @@ func certConfig(t *testing.T, p *pki, l leaf, id auth.ID, su interopSuite) Confi
 }
 
 // TestInteropCertificates: RFC 7427 signature authentication with ECDSA and
-// RSA certificates and aes256-sha384-modp2048, both directions.
+// RSA certificates and aes256-sha384-modp2048, both directions: the IKE
+// SA and its CHILD_SA match charon's, both are rekeyed from either side,
+// and the IKE SA is deleted cleanly.
 func TestInteropCertificates(t *testing.T) {
 	p := newPKI(t)
-	for _, rsaKeys := range []bool{false, true} {
-		ch := p.ecdsa
-		name := "ECDSA"
+	for _, v := range []struct {
+		name     string
+		rsa, pss bool // the RSA chain; both sides sign with RSASSA-PSS
+	}{{"ECDSA", false, false}, {"RSA", true, false}, {"RSA-PSS", true, true}} {
+		ch, rsaKeys, name := p.ecdsa, v.rsa, v.name
 		if rsaKeys {
-			ch, name = p.rsa, "RSA"
+			ch = p.rsa
 		}
 		t.Run(name+"/our initiator", func(t *testing.T) {
 			l := newLab(t)
-			s := l.startSwan(swanConf{ike: suiteModp.swan, certs: p, rsa: rsaKeys})
-			o := l.manager(certConfig(t, p, ch.cpe, cpeID, suiteModp))
+			s := l.startSwan(swanConf{ike: suiteModp.swan, certs: p, rsa: rsaKeys, pss: v.pss})
+			cfg := certConfig(t, p, ch.cpe, cpeID, suiteModp)
+			cfg.Local.RSAPSS = v.pss
+			o := l.manager(cfg)
 			sa, err := o.m.Initiate(tctx(t), Connection{Remote: []netip.AddrPort{netip.AddrPortFrom(swanAddr, 500)},
 				RemoteID: hubID, RemoteTS: []netip.Prefix{swanInner}, LocalTS: []netip.Prefix{ourInner}})
 			if err != nil {
@@ -658,10 +671,15 @@ func TestInteropCertificates(t *testing.T) {
 			if !strings.Contains(s.Log(), "authentication of 'cpe1.example.net' with") {
 				t.Fatal("charon did not log our signature authentication")
 			}
+			if v.pss != strings.Contains(s.Log(), "authentication of 'cpe1.example.net' with RSA_EMSA_PSS") {
+				t.Fatalf("charon did not see RSASSA-PSS = %v from us", v.pss)
+			}
 			if !sa.Info().Fragmentation || !strings.Contains(s.Log(), "received fragment #1") ||
 				!strings.Contains(s.Log(), "splitting IKE message") {
 				t.Fatal("IKE_AUTH was not fragmented both ways")
 			}
+			o.rekeyOurs(t, s, sa)
+			o.rekeySwan(t, s, sa, "rw")
 			if err := sa.Close(tctx(t)); err != nil {
 				t.Fatal(err)
 			}
@@ -670,16 +688,23 @@ func TestInteropCertificates(t *testing.T) {
 		t.Run(name+"/charon initiator", func(t *testing.T) {
 			l := newLab(t)
 			cfg := certConfig(t, p, ch.hub, hubID, suiteModp)
+			cfg.Local.RSAPSS = v.pss
 			cfg.LocalTS = []netip.Prefix{ourInner}
 			cfg.RemoteTS = []netip.Prefix{swanInner}
 			o := l.manager(cfg)
-			s := l.startSwan(swanConf{initiator: true, ike: suiteModp.swan, certs: p, rsa: rsaKeys})
+			s := l.startSwan(swanConf{initiator: true, ike: suiteModp.swan, certs: p, rsa: rsaKeys, pss: v.pss})
 			s.MustSwanctl("--initiate", "--ike", "hub", "--child", "net")
 			sa := o.event(t, EventIKEUp).SA
 			matchSwan(t, s, sa)
 			if sa.Info().Suite != suiteModp.our {
 				t.Fatalf("suite %v", sa.Info().Suite)
 			}
+			if v.pss != strings.Contains(s.Log(), "authentication of 'cpe1.example.net' (myself) with RSA_EMSA_PSS") {
+				t.Fatalf("charon did not sign with RSASSA-PSS = %v", v.pss)
+			}
+			o.rekeySwan(t, s, sa, "hub")
+			o.rekeyOurs(t, s, sa)
+			o.terminateSwan(t, s, "hub")
 		})
 	}
 }
