@@ -112,12 +112,16 @@ func (c *CPE) ensureBGP(ctx context.Context, cfg *configs.CPE, endpoint netip.Ad
 	if endpoint.IsValid() && endpoint != c.bgp.endpoint {
 		c.log.Info("advertising a new ESP endpoint", "endpoint", endpoint.String())
 		c.bgp.sp.SetEndpoint(endpoint)
+		c.mu.Lock()
 		c.bgp.endpoint = endpoint
+		c.mu.Unlock()
 	}
 	if !slices.Equal(cfg.LAN.Prefixes, c.bgp.prefixes) {
 		c.log.Info("advertising new LAN prefixes", "reason", prefixesString(cfg.LAN.Prefixes))
 		c.bgp.sp.SetPrefixes(cfg.LAN.Prefixes)
+		c.mu.Lock()
 		c.bgp.prefixes = slices.Clone(cfg.LAN.Prefixes)
+		c.mu.Unlock()
 	}
 }
 
@@ -144,7 +148,9 @@ func (c *CPE) startBGP(ctx context.Context, cfg *configs.CPE, rid netip.Addr, en
 	ctx, cancel := context.WithCancel(ctx)
 	r := &bgpRun{sp: sp, routerID: rid, asn: cfg.BGP.ASN, endpoint: endpoint, prefixes: slices.Clone(cfg.LAN.Prefixes),
 		cancel: cancel, done: make(chan struct{})}
+	c.mu.Lock()
 	c.bgp = r
+	c.mu.Unlock()
 	c.log.Info("BGP speaker started", "reason", "router ID "+rid.String(), "endpoint", endpoint.String())
 	go func() {
 		defer close(r.done)
@@ -160,7 +166,9 @@ func (c *CPE) stopBGP() {
 	if r == nil {
 		return
 	}
+	c.mu.Lock()
 	c.bgp = nil
+	c.mu.Unlock()
 	r.cancel()
 	<-r.done
 }

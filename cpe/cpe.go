@@ -89,7 +89,8 @@ type CPE struct {
 	bgpReset bool // the speaker must be restarted (new BGP settings)
 	opsRun   *opsRun
 
-	// Owned by routineMain (reconcile) only.
+	// Owned by routineMain (reconcile); bgp is also read by Status, so
+	// routineMain writes it (and its endpoint and prefixes) under mu.
 	installed installed
 	bgp       *bgpRun
 	nl        *netlink.Handle

@@ -2,7 +2,9 @@ package cpe
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -152,14 +154,21 @@ func shortTempDir(t testing.TB) string {
 	return d
 }
 
-// freeUDPPort returns a UDP port free on 127.0.0.1 a moment ago.
+// freeUDPPort returns a UDP port free on 127.0.0.1, below the kernel's
+// ephemeral range (32768–60999) so that no socket bound to port 0 takes it
+// while a test hub is restarting on it.
 func freeUDPPort(t testing.TB) uint16 {
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		p := uint16(20000 + rand.IntN(10000))
+		c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		c.Close()
+		return p
 	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	t.Fatal("no free UDP port in 20000-29999")
+	return 0
 }
 
 // runCPE starts c.Run and stops it when the test ends.

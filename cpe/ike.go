@@ -132,7 +132,21 @@ func (c *CPE) openIKESockets(m *ike.Manager, dp *Dataplane) error {
 		})
 		return u, err
 	}
+	for _, ap := range c.o.ikeAddrs {
+		network := "udp4"
+		if ap.Addr().Is6() {
+			network = "udp6"
+		}
+		u, err := listen(network, ap)
+		if err != nil {
+			return fmt.Errorf("cpe: IKE socket: %w", err)
+		}
+		m.AddConn(u, false)
+	}
 	for _, f := range families {
+		if len(c.o.ikeAddrs) > 0 {
+			break
+		}
 		u, err := listen(f.network, netip.AddrPortFrom(f.any, configs.DefaultIKEPort))
 		if err != nil {
 			// Port 500 taken (another IKE daemon) or privileged: an

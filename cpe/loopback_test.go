@@ -2,7 +2,9 @@ package cpe
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -41,6 +43,7 @@ func newLoopbackCPE(t *testing.T, cfg *configs.CPE, hubNATT uint16, opts ...Opti
 	opts = append([]Option{
 		WithDataplane(factory),
 		WithoutSysctl(),
+		WithIKEAddrs(netip.MustParseAddrPort("127.0.0.1:0")),
 		WithIKEConfig(func(c *ike.Config) {
 			c.NATTPort = hubNATT
 			c.DPDInterval = time.Second
@@ -376,12 +379,17 @@ func firstLine(b []byte) string {
 }
 
 func freeTCPPort(t testing.TB) uint16 {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		p := uint16(20000 + rand.IntN(10000))
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
+	t.Fatal("no free TCP port in 20000-29999")
+	return 0
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -3,6 +3,7 @@ package cpe
 import (
 	"io"
 	"log/slog"
+	"net/netip"
 
 	"github.com/mpsa-vpn/mpsa/bgp/speaker"
 	"github.com/mpsa-vpn/mpsa/configs"
@@ -22,6 +23,7 @@ type options struct {
 	ike       func(*ike.Config)
 	bgp       func(*speaker.Config)
 	noSysctl  bool
+	ikeAddrs  []netip.AddrPort
 }
 
 // DataplaneEnv is what a DataplaneFactory gets to build a data plane.
@@ -66,6 +68,12 @@ func WithIKEConfig(f func(*ike.Config)) Option { return func(o *options) { o.ike
 // WithBGPConfig lets the caller adjust the speaker's configuration after
 // the CPE filled it in (hold and restart times in tests).
 func WithBGPConfig(f func(*speaker.Config)) Option { return func(o *options) { o.bgp = f } }
+
+// WithIKEAddrs sets where the CPE's IKE sockets (not NAT-T) listen. The
+// default is port 500 on the IPv4 and IPv6 wildcard addresses, or an
+// ephemeral port when 500 is taken; tests on a shared host use
+// 127.0.0.1:0.
+func WithIKEAddrs(addrs ...netip.AddrPort) Option { return func(o *options) { o.ikeAddrs = addrs } }
 
 // WithoutSysctl leaves IP forwarding as it is (tests that run without
 // root, where /proc/sys cannot be written).

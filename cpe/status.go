@@ -135,6 +135,10 @@ func (c *CPE) Status() *Status {
 	}
 	eng, dp, r := c.eng, c.dp, c.bgp
 	prefixes := c.cfg.LAN.Prefixes
+	var bgpRun bgpRun
+	if r != nil {
+		bgpRun = *r
+	}
 	c.mu.Unlock()
 	if dp != nil {
 		st.Dataplane = DataplaneStatus{Backend: dp.Name, Stats: dp.Backend.Stats()}
@@ -152,10 +156,10 @@ func (c *CPE) Status() *Status {
 		st.BGP.Running = true
 		st.BGP.State = r.sp.State().String()
 		st.BGP.Established = r.sp.State() == speaker.StateEstablished
-		st.BGP.RouterID, st.BGP.ASN, st.BGP.Endpoint = r.routerID, r.asn, r.endpoint
+		st.BGP.RouterID, st.BGP.ASN, st.BGP.Endpoint = bgpRun.routerID, bgpRun.asn, bgpRun.endpoint
 		st.BGP.Stats = BGPStats{ss.Established, ss.UpdatesIn, ss.UpdatesOut, ss.TreatAsWithdraw, ss.NotifySent, ss.NotifyRecv, ss.SinkErrors}
 		st.BGP.Routes, st.BGP.Stale = int(ss.RoutesLearned), int(ss.StaleRoutes)
-		st.Tunnel.Endpoint = r.endpoint
+		st.Tunnel.Endpoint = bgpRun.endpoint
 	}
 	return st
 }
