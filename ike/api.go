@@ -173,6 +173,12 @@ func (h *SA) RekeyChild(ctx context.Context, spi uint32) error {
 }
 
 func (h *SA) startRekeyChild(spi uint32) (<-chan error, error) {
+	return h.startOnChild(spi, func(c *child, done chan error) task { return &childTask{rekey: c, done: done} })
+}
+
+// startOnChild queues the task newTask makes for the CHILD_SA with inbound
+// SPI spi on the established IKE SA. Executor only.
+func (h *SA) startOnChild(spi uint32, newTask func(*child, chan error) task) (<-chan error, error) {
 	cur := h.cur
 	if cur == nil || cur.state != StateEstablished {
 		return nil, ErrNotEstablished
@@ -181,9 +187,9 @@ func (h *SA) startRekeyChild(spi uint32) (<-chan error, error) {
 	if c == nil {
 		return nil, ErrNoChild
 	}
-	t := &childTask{rekey: c, done: make(chan error, 1)}
-	cur.enqueue(t)
-	return t.done, nil
+	done := make(chan error, 1)
+	cur.enqueue(newTask(c, done))
+	return done, nil
 }
 
 // CreateChild negotiates an additional CHILD_SA (CREATE_CHILD_SA, RFC 7296
@@ -212,17 +218,7 @@ func (h *SA) DeleteChild(ctx context.Context, spi uint32) error {
 }
 
 func (h *SA) startDeleteChild(spi uint32) (<-chan error, error) {
-	cur := h.cur
-	if cur == nil || cur.state != StateEstablished {
-		return nil, ErrNotEstablished
-	}
-	c := h.findChildIn(spi)
-	if c == nil {
-		return nil, ErrNoChild
-	}
-	t := &deleteChildTask{c: c, done: make(chan error, 1)}
-	cur.enqueue(t)
-	return t.done, nil
+	return h.startOnChild(spi, func(c *child, done chan error) task { return &deleteChildTask{c: c, done: done} })
 }
 
 // UpdateAddresses moves the IKE SA and its CHILD_SAs to a new local (and,

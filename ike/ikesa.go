@@ -273,6 +273,40 @@ func (sa *ikeSA) open(m *wire.Message, frag **wire.Reassembly) (ps []wire.Payloa
 	return ps, true, err
 }
 
+// decodeOuter decodes a datagram and checks its top-level payloads against
+// the exchange rules; a failure is counted as malformed.
+func (m *Manager) decodeOuter(b []byte) (*wire.Message, error) {
+	msg, err := wire.Decode(b)
+	if err == nil {
+		err = wire.CheckOuter(msg)
+	}
+	if err != nil {
+		m.stats.malformed.Add(1)
+		return nil, err
+	}
+	return msg, nil
+}
+
+// openChecked opens the SK or SKF payload of msg and checks the inner
+// payloads against the rules of the exchange. ok is false when the
+// datagram is done with: it failed the integrity check (counted) or is a
+// fragment of a message not complete yet. err reports an authenticated
+// message that breaks the rules.
+func (sa *ikeSA) openChecked(msg *wire.Message, hdr wire.Header, frag **wire.Reassembly, response bool) (ps []wire.Payload, ok bool, err error) {
+	ps, complete, err := sa.open(msg, frag)
+	if errors.Is(err, suite.ErrIntegrity) {
+		sa.h.m.stats.integrity.Add(1)
+		return nil, false, nil
+	}
+	if err == nil && !complete {
+		return nil, false, nil
+	}
+	if err == nil {
+		err = wire.CheckInner(hdr.Exchange, response, ps)
+	}
+	return ps, true, err
+}
+
 // enqueue adds an exchange to run after the ones already queued.
 func (sa *ikeSA) enqueue(t task) {
 	sa.pending = append(sa.pending, t)
@@ -372,28 +406,17 @@ func (sa *ikeSA) handleResponse(p *packet, hdr wire.Header) {
 		m.stats.unexpected.Add(1)
 		return
 	}
-	msg, err := wire.Decode(p.data)
-	if err == nil {
-		err = wire.CheckOuter(msg)
-	}
+	msg, err := m.decodeOuter(p.data)
 	if err != nil {
-		m.stats.malformed.Add(1)
 		return
 	}
 	in := &inMsg{hdr: hdr, msg: msg, pkt: p, req: a.pkts}
 	if hdr.Exchange == wire.IKESAInit {
 		in.payloads = msg.Payloads
 	} else {
-		ps, complete, err := sa.open(msg, &sa.respFrag)
-		if errors.Is(err, suite.ErrIntegrity) {
-			m.stats.integrity.Add(1)
+		ps, ok, err := sa.openChecked(msg, hdr, &sa.respFrag, true)
+		if !ok {
 			return
-		}
-		if err == nil && !complete {
-			return
-		}
-		if err == nil {
-			err = wire.CheckInner(hdr.Exchange, true, ps)
 		}
 		if err != nil {
 			// Authenticated but broken: the exchange failed.
@@ -476,24 +499,13 @@ func (sa *ikeSA) handleRequest(p *packet, hdr wire.Header) {
 		return
 	}
 	hash := sha256.Sum256(p.data)
-	msg, err := wire.Decode(p.data)
-	if err == nil {
-		err = wire.CheckOuter(msg)
-	}
+	msg, err := m.decodeOuter(p.data)
 	if err != nil {
-		m.stats.malformed.Add(1)
 		return
 	}
-	ps, complete, err := sa.open(msg, &sa.reqFrag)
-	if errors.Is(err, suite.ErrIntegrity) {
-		m.stats.integrity.Add(1)
+	ps, ok, err := sa.openChecked(msg, hdr, &sa.reqFrag, false)
+	if !ok {
 		return
-	}
-	if err == nil && !complete {
-		return
-	}
-	if err == nil {
-		err = wire.CheckInner(hdr.Exchange, false, ps)
 	}
 	in := &inMsg{hdr: hdr, msg: msg, payloads: ps, pkt: p}
 	sa.h.lastRecv = m.clock.Now()

@@ -199,12 +199,8 @@ func (m *Manager) acceptInit(p *packet, hdr wire.Header) {
 		sa.h.runPacket(func() { sa.handlePacket(p, hdr) })
 		return
 	}
-	msg, err := wire.Decode(p.data)
-	if err == nil {
-		err = wire.CheckOuter(msg)
-	}
+	msg, err := m.decodeOuter(p.data)
 	if err != nil {
-		m.stats.malformed.Add(1)
 		if ne, ok := wire.AsNotifyError(err); ok && ne.Type == wire.NotifyUnsupportedCriticalPayload {
 			// RFC 7296 §2.5: the response names the payload type; like
 			// every answer before authentication, rate limited.
