@@ -38,6 +38,8 @@ type group struct {
 
 	cancelWatch context.CancelFunc
 	bg          sync.WaitGroup // goroutines the group started (sync session teardown)
+	ops         [pathWorkers]chan pathOp
+	opsWG       sync.WaitGroup
 
 	// mu guards the following fields.
 	mu        sync.Mutex
@@ -108,7 +110,9 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 	}
 	g.s = server.NewBgpServer(opts...)
 	go g.s.Serve()
+	g.startWorkers()
 	if err := g.configure(ctx); err != nil {
+		g.stopWorkers()
 		g.s.Stop()
 		return nil, fmt.Errorf("rr: group %s: %w", gc.Name, err)
 	}
@@ -123,12 +127,14 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 	}, g.onEvent)
 	if err != nil {
 		cancel()
+		g.stopWorkers()
 		g.s.Stop()
 		return nil, fmt.Errorf("rr: group %s: watch: %w", gc.Name, err)
 	}
 	if gc.Restarting {
 		if err := g.startSync(ctx); err != nil {
 			cancel()
+			g.stopWorkers()
 			g.s.Stop()
 			return nil, fmt.Errorf("rr: group %s: %w", gc.Name, err)
 		}
@@ -360,6 +366,7 @@ func (g *group) close() {
 		sy.stop()
 	}
 	g.bg.Wait()
+	g.stopWorkers()
 	g.s.Stop()
 	// GoBGP v3's Serve loop has no way to end: its goroutine stays, idle,
 	// for the life of the process. Empty the RIB so that is all it keeps.

@@ -3,6 +3,7 @@ package rr
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -157,13 +158,9 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	// the session when its own route comes back with its own address as
 	// NEXT_HOP.
 	setSource(p, g.hub.cfg.ASN, a.src)
-	if _, err := g.s.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
-		g.stats.badRoute.Add(1)
-		g.log.Warn("AddPath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
-		return
-	}
 	c.routes[pfx] = a
 	g.stats.accepted.Add(1)
+	g.submitLocked(pfx, pathOp{add: &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}, id: c.ID})
 }
 
 // withdrawLocked removes the hub's path for a CPE prefix, if there is one.
@@ -179,9 +176,92 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 	}
 	p.Identifier = c.pathID
 	setSource(p, g.hub.cfg.ASN, a.src) // a withdrawal only matches a path of the same source
-	if err := g.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
-		g.log.Warn("DeletePath failed", "id", c.ID, "prefix", pfx.String(), "err", err)
+	g.submitLocked(pfx, pathOp{del: &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}, id: c.ID})
+}
+
+// Path operations run on pathWorkers goroutines, so that GoBGP's event
+// loop always finds the next one queued: issued one at a time from the
+// event handler, each AddPath waited for the loop to finish the previous
+// path's fan-out and for the handler to be scheduled again, which on a
+// busy machine doubled the wall time of a full-mesh convergence. The
+// operations of one prefix always go to the same worker, in order.
+const (
+	pathWorkers = 4
+	pathQueue   = 4096
+)
+
+// pathOp is one AddPath or DeletePath, or a barrier.
+type pathOp struct {
+	add     *api.AddPathRequest
+	del     *api.DeletePathRequest
+	barrier func()
+	id      string // CPE, for logs
+}
+
+func (g *group) startWorkers() {
+	for i := range g.ops {
+		g.ops[i] = make(chan pathOp, pathQueue)
+		g.opsWG.Add(1)
+		go g.routinePaths(g.ops[i])
 	}
+}
+
+// routinePaths applies path operations in order until its queue closes.
+func (g *group) routinePaths(ops chan pathOp) {
+	defer g.opsWG.Done()
+	ctx := context.Background()
+	for op := range ops {
+		switch {
+		case op.barrier != nil:
+			op.barrier()
+		case op.add != nil:
+			if _, err := g.s.AddPath(ctx, op.add); err != nil {
+				g.stats.badRoute.Add(1)
+				g.log.Warn("AddPath failed", "id", op.id, "err", err)
+			}
+		case op.del != nil:
+			if err := g.s.DeletePath(ctx, op.del); err != nil {
+				g.log.Warn("DeletePath failed", "id", op.id, "err", err)
+			}
+		}
+	}
+}
+
+// submitLocked queues an operation on the worker of its prefix.
+func (g *group) submitLocked(pfx netip.Prefix, op pathOp) {
+	if g.closed {
+		return
+	}
+	a := pfx.Addr().As16()
+	h := uint32(pfx.Bits())
+	for _, b := range a {
+		h = h*31 + uint32(b)
+	}
+	g.ops[h%pathWorkers] <- op
+}
+
+// barrierLocked runs f once every operation queued so far has been applied.
+func (g *group) barrierLocked(f func()) {
+	if g.closed {
+		return
+	}
+	var left atomic.Int32
+	left.Store(pathWorkers)
+	for _, q := range g.ops {
+		q <- pathOp{barrier: func() {
+			if left.Add(-1) == 0 {
+				f()
+			}
+		}}
+	}
+}
+
+// stopWorkers lets the workers finish their queues and waits for them.
+func (g *group) stopWorkers() {
+	for _, q := range g.ops {
+		close(q)
+	}
+	g.opsWG.Wait()
 }
 
 // setSource makes a CPE's BGP Identifier the source of a path the hub

@@ -128,8 +128,9 @@ func (g *group) endDeferralLocked(reason string) {
 		}
 	}
 	g.log.Info("restart deferral ended, sending routes", "reason", fmt.Sprintf("%s (%d of %d CPEs synced)", reason, n, len(g.byID)))
-	if g.sync != nil {
-		g.sync.sp.SendEndOfRIB()
+	if sy := g.sync; sy != nil {
+		// Once the routes already validated are in GoBGP's RIB.
+		g.barrierLocked(sy.sp.SendEndOfRIB)
 	}
 }
 

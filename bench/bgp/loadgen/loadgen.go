@@ -24,8 +24,9 @@ import (
 // Config of a run.
 type Config struct {
 	N, K        int
-	Hub         string // route reflector address host:port
-	MaxInFlight int    // concurrent connection attempts (128 if zero)
+	Hub         string   // route reflector address host:port
+	Hubs        []string // several meshed reflectors: CPE i uses Hubs[i%len(Hubs)]
+	MaxInFlight int      // concurrent connection attempts (128 if zero)
 	HoldTime    time.Duration
 	// Phased connects every CPE without prefixes first; Advertise then
 	// makes all of them announce at once. Without it every CPE announces as
@@ -112,6 +113,10 @@ func Start(cfg Config) (*CPEs, error) {
 	c.cancel = cancel
 	for i := range cfg.N {
 		local := &net.TCPAddr{IP: scenario.CPEAddr(i).AsSlice()}
+		hub := cfg.Hub
+		if len(cfg.Hubs) > 0 {
+			hub = cfg.Hubs[i%len(cfg.Hubs)]
+		}
 		d := net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
 		sk := &sink{c: c}
 		var once sync.Once
@@ -120,7 +125,7 @@ func Start(cfg Config) (*CPEs, error) {
 			Dial: func(ctx context.Context) (net.Conn, error) {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				return d.DialContext(ctx, "tcp", cfg.Hub)
+				return d.DialContext(ctx, "tcp", hub)
 			},
 			Prefixes: prefixes(cfg, i), Endpoint: scenario.Endpoint(i),
 			Sink: sk, HoldTime: cfg.HoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,

@@ -27,7 +27,7 @@ import (
 )
 
 func main() {
-	kind := flag.String("rr", "gobgp", "route reflector: gobgp, hub, hub-restarting, bird")
+	kind := flag.String("rr", "gobgp", "route reflector: gobgp, gobgp2 (two meshed instances), hub, hub-restarting, bird")
 	bin := flag.String("bin", "./bin", "directory with rr-gobgp and rr-hub")
 	n := flag.Int("n", 1000, "simulated CPEs")
 	k := flag.Int("k", 4, "prefixes per CPE (half IPv4, half IPv6)")
@@ -55,6 +55,12 @@ func startRR(kind, bin string, n, port int) (*rrProc, error) {
 	switch kind {
 	case "gobgp":
 		p.cmd = exec.Command(filepath.Join(bin, "rr-gobgp"), "-port", strconv.Itoa(port))
+	case "gobgp-a":
+		p.cmd = exec.Command(filepath.Join(bin, "rr-gobgp"), "-port", strconv.Itoa(port), "-listen", "127.0.0.1",
+			"-dynamic", "127.1.0.0/16", "-mesh", "127.0.0.2", "-id", "10.255.255.1")
+	case "gobgp-b":
+		p.cmd = exec.Command(filepath.Join(bin, "rr-gobgp"), "-port", strconv.Itoa(port), "-listen", "127.0.0.2",
+			"-dynamic", "127.1.0.0/16", "-mesh", "127.0.0.1", "-id", "10.255.255.2")
 	case "hub", "hub-restarting":
 		p.cmd = exec.Command(filepath.Join(bin, "rr-hub"), "-listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"-n", strconv.Itoa(n), "-restarting="+strconv.FormatBool(kind == "hub-restarting"))
@@ -140,8 +146,8 @@ func (p *rrProc) stop() {
 	}
 }
 
-// cpu returns the process's user+system CPU time.
-func cpu(pid int) (time.Duration, error) {
+// procCPU returns the process's user+system CPU time.
+func procCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -153,8 +159,8 @@ func cpu(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
-// rss returns VmRSS and VmHWM in MiB.
-func rss(pid int) (cur, peak float64) {
+// procRSS returns VmRSS and VmHWM in MiB.
+func procRSS(pid int) (cur, peak float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0
@@ -182,16 +188,40 @@ func selfCPU() time.Duration {
 }
 
 func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) error {
-	rr, err := startRR(kind, bin, n, port)
-	if err != nil {
-		return err
+	kinds := []string{kind}
+	hubs := []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	if kind == "gobgp2" {
+		kinds = []string{"gobgp-a", "gobgp-b"}
+		hubs = append(hubs, fmt.Sprintf("127.0.0.2:%d", port))
 	}
-	defer rr.stop()
-	pid := rr.cmd.Process.Pid
-	cpu0, _ := cpu(pid)
+	var pids []int
+	for _, k := range kinds {
+		rr, err := startRR(k, bin, n, port)
+		if err != nil {
+			return err
+		}
+		defer rr.stop()
+		pids = append(pids, rr.cmd.Process.Pid)
+	}
+	cpu := func() time.Duration {
+		var t time.Duration
+		for _, p := range pids {
+			c, _ := procCPU(p)
+			t += c
+		}
+		return t
+	}
+	rss := func() (cur, peak float64) {
+		for _, p := range pids {
+			c, h := procRSS(p)
+			cur, peak = cur+c, peak+h
+		}
+		return cur, peak
+	}
+	cpu0 := cpu()
 	self0 := selfCPU()
 
-	cpes, err := loadgen.Start(loadgen.Config{N: n, K: k, Hub: fmt.Sprintf("127.0.0.1:%d", port), Phased: phased})
+	cpes, err := loadgen.Start(loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased})
 	if err != nil {
 		return err
 	}
@@ -203,7 +233,7 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 		if up, err = cpes.WaitEstablished(ctx); err != nil {
 			return err
 		}
-		cpu0, _ = cpu(pid)
+		cpu0 = cpu()
 		self0 = selfCPU()
 		cpes.Advertise()
 	}
@@ -214,14 +244,14 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	if !phased {
 		up = up2
 	}
-	cpu1, _ := cpu(pid)
+	cpu1 := cpu()
 	self1 := selfCPU()
-	rssMesh, _ := rss(pid)
+	rssMesh, _ := rss()
 	inc, err := cpes.Incremental(ctx)
 	if err != nil {
 		return err
 	}
-	rssNow, hwm := rss(pid)
+	rssNow, hwm := rss()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	mode := "storm"

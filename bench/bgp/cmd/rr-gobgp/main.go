@@ -22,6 +22,8 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1", "listen address")
 	port := flag.Int("port", 11179, "listen port")
 	dynamic := flag.String("dynamic", "127.0.0.0/8", "dynamic neighbor range")
+	mesh := flag.String("mesh", "", "address of another rr-gobgp to mesh with as a non-client iBGP peer (same port)")
+	routerID := flag.String("id", "10.255.255.1", "router ID")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -33,20 +35,20 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*listen, *port, *dynamic); err != nil {
+	if err := run(*listen, *port, *dynamic, *mesh, *routerID); err != nil {
 		fmt.Fprintln(os.Stderr, "rr-gobgp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen string, port int, dynamic string) error {
+func run(listen string, port int, dynamic, mesh, routerID string) error {
 	lg := gblog.NewDefaultLogger()
 	lg.SetLevel(gblog.WarnLevel)
 	s := server.NewBgpServer(server.LoggerOption(lg))
 	go s.Serve()
 	ctx := context.Background()
 	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: 65000, RouterId: "10.255.255.1", ListenPort: int32(port), ListenAddresses: []string{listen}}}); err != nil {
+		Asn: 65000, RouterId: routerID, ListenPort: int32(port), ListenAddresses: []string{listen}}}); err != nil {
 		return err
 	}
 	var afis []*api.AfiSafi
@@ -65,6 +67,18 @@ func run(listen string, port int, dynamic string) error {
 	if err := s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
 		Prefix: dynamic, PeerGroup: "cpe"}}); err != nil {
 		return err
+	}
+	if mesh != "" {
+		// One reflector per core, meshed: routes of this instance's clients
+		// go to the other instance, which reflects them to its clients.
+		if err := s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+			Conf:      &api.PeerConf{NeighborAddress: mesh, PeerAsn: 65000},
+			AfiSafis:  afis,
+			Transport: &api.Transport{RemotePort: uint32(port), LocalAddress: listen},
+			Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 240, KeepaliveInterval: 80, ConnectRetry: 1}},
+		}}); err != nil {
+			return err
+		}
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
