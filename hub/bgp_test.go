@@ -2,7 +2,9 @@ package hub
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os/exec"
 	"strconv"
@@ -139,6 +141,21 @@ func TestBGP(t *testing.T) {
 	})
 	if stranger.Len() != 0 {
 		t.Errorf("a stranger learned routes:\n%s", stranger)
+	}
+
+	// The metrics say the same.
+	metrics := scrapeMetrics(t, th)
+	for _, want := range []string{`mpsa_hub_bgp_sessions{group="acme"} 2`,
+		`mpsa_hub_bgp_routes{group="acme"} 2`, `mpsa_hub_bgp_refused_sessions_total{group="acme"} `,
+		`mpsa_hub_bgp_filtered_total{group="acme",reason="foreign_prefix"} `, `mpsa_hub_bgp_filtered_total{group="acme",reason="endpoint_rewritten"} `} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for _, zero := range []string{`mpsa_hub_bgp_refused_sessions_total{group="acme"} 0`, `mpsa_hub_bgp_filtered_total{group="acme",reason="foreign_prefix"} 0`} {
+		if strings.Contains(metrics, zero) {
+			t.Errorf("metrics: %s", zero)
+		}
 	}
 
 	text := render(must(th.h.BGP(ctx)))
@@ -304,4 +321,21 @@ func TestGRPCPorts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// scrapeMetrics reads the hub's /metrics as Prometheus would.
+func scrapeMetrics(t testing.TB, th *testHub) string {
+	t.Helper()
+	srv := httptest.NewServer(th.h.metrics.handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
