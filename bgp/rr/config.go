@@ -35,8 +35,13 @@ const (
 	DefaultDeferralTime = 60 * time.Second
 	DefaultBGPPort      = 179
 	DefaultLogRate      = 20 // filter log lines per second per group, beyond which they are only counted
-	peerGroupCPE        = "cpe"
-	peerGroupOther      = "peers"
+	DefaultMaxRoutes    = 1024
+	// hardLimitFactor: GoBGP closes a CPE's session when its Adj-RIB-In
+	// (every route it sent, accepted or not) exceeds this many times
+	// MaxRoutesPerCPE per family, which bounds the memory a CPE can take.
+	hardLimitFactor = 4
+	peerGroupCPE    = "cpe"
+	peerGroupOther  = "peers"
 )
 
 // Config configures a Hub.
@@ -51,6 +56,13 @@ type Config struct {
 	// Endpoint is what happens to a route whose ESP endpoint is not the
 	// one the hub sees on the CPE's IKE SA (default: rewrite).
 	Endpoint EndpointPolicy
+
+	// MaxRoutesPerCPE bounds the routes the hub re-originates for one CPE
+	// (more specifics of an authorised prefix are otherwise unbounded);
+	// announcements beyond it are dropped and counted. A CPE whose session
+	// carries more than 4 times as many routes per family is disconnected.
+	// DefaultMaxRoutes if zero.
+	MaxRoutesPerCPE int
 
 	// LogRate bounds the lines per second a group logs about filtered
 	// routes; the rest are counted only. DefaultLogRate if zero.
@@ -150,6 +162,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LogRate == 0 {
 		c.LogRate = DefaultLogRate
+	}
+	if c.MaxRoutesPerCPE <= 0 {
+		c.MaxRoutesPerCPE = DefaultMaxRoutes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -211,7 +211,7 @@ func (g *group) configure(ctx context.Context) error {
 		Conf: &api.PeerGroupConf{PeerGroupName: peerGroupCPE, PeerAsn: hc.ASN},
 		RouteReflector: &api.RouteReflector{RouteReflectorClient: true,
 			RouteReflectorClusterId: hc.ClusterID.String()},
-		AfiSafis:  afiSafis(true),
+		AfiSafis:  withPrefixLimit(afiSafis(true), uint32(hc.MaxRoutesPerCPE*hardLimitFactor)),
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: hold, KeepaliveInterval: hold / 3}},
 		Transport: &api.Transport{PassiveMode: true},
 		GracefulRestart: &api.GracefulRestart{Enabled: true, RestartTime: uint32(hc.RestartTime / time.Second),
@@ -238,6 +238,13 @@ func afiSafis(gr bool) []*api.AfiSafi {
 		out = append(out, a)
 	}
 	return out
+}
+
+func withPrefixLimit(afis []*api.AfiSafi, max uint32) []*api.AfiSafi {
+	for _, a := range afis {
+		a.PrefixLimits = &api.PrefixLimit{Family: a.Config.Family, MaxPrefixes: max, ShutdownThresholdPct: 80}
+	}
+	return afis
 }
 
 func peerFromConfig(hc *Config, p PeerConfig) *api.Peer {
@@ -283,6 +290,7 @@ func (g *group) snapshot() Stats {
 		EndpointRewrite:  g.stats.epRewrite.Load(),
 		EndpointReject:   g.stats.epReject.Load(),
 		BadRoute:         g.stats.badRoute.Load(),
+		TooManyRoutes:    g.stats.tooMany.Load(),
 		RefusedSessions:  g.stats.refused.Load(),
 		CPEWithdrawnDown: g.stats.withdrawnDown.Load(),
 	}

@@ -17,6 +17,7 @@ type Stats struct {
 	EndpointRewrite  uint64 // announcements whose endpoint the hub replaced
 	EndpointReject   uint64 // announcements dropped for a foreign endpoint
 	BadRoute         uint64 // announcements dropped as unusable (family, next hop)
+	TooManyRoutes    uint64 // announcements dropped beyond Config.MaxRoutesPerCPE
 	RefusedSessions  uint64 // connections refused: source is not a live CPE
 	CPEWithdrawnDown uint64 // routes withdrawn because a CPE went down
 }
@@ -31,12 +32,13 @@ func (s *Stats) add(o Stats) {
 	s.EndpointRewrite += o.EndpointRewrite
 	s.EndpointReject += o.EndpointReject
 	s.BadRoute += o.BadRoute
+	s.TooManyRoutes += o.TooManyRoutes
 	s.RefusedSessions += o.RefusedSessions
 	s.CPEWithdrawnDown += o.CPEWithdrawnDown
 }
 
 type counters struct {
-	accepted, foreignPrefix, epRewrite, epReject, badRoute, refused, withdrawnDown atomic.Uint64
+	accepted, foreignPrefix, epRewrite, epReject, badRoute, tooMany, refused, withdrawnDown atomic.Uint64
 }
 
 // limiter allows n events per second (a token bucket refilled once per

@@ -87,6 +87,14 @@ func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
 				"prefix", pfx.String(), "endpoint", c.Endpoint.String(), "reason", "advertised "+claimed.String())
 		}
 	}
+	if _, ok := c.routes[pfx]; !ok && len(c.routes) >= g.hub.cfg.MaxRoutesPerCPE {
+		g.stats.tooMany.Add(1)
+		if g.logs.allow() {
+			g.log.Warn("CPE route dropped: too many routes", "id", c.ID, "peer", c.Overlay.String(),
+				"prefix", pfx.String(), "routes", len(c.routes), "reason", "route limit")
+		}
+		return
+	}
 	a.endpoint = c.Endpoint
 	a.nextHop = nextHopFor(pfx, &c.CPE)
 	a.src = c.routerID

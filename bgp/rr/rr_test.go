@@ -204,3 +204,17 @@ func TestDualHomedPrefix(t *testing.T) {
 	}
 	b.waitRoutes(t, map[string]string{"10.1.0.0/24": want})
 }
+
+// TestRouteLimit: a CPE announcing more specifics of its authorised
+// prefix than MaxRoutesPerCPE has the rest dropped and counted.
+func TestRouteLimit(t *testing.T) {
+	leakCheck(t)
+	h := startHub(t, Config{MaxRoutesPerCPE: 3}, acme("127.0.0.1"))
+	hub := listenOf(h, "acme")
+	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16"))
+	mustUp(t, h, cpe("b", "acme", addr(3), "198.51.100.3:4500", "10.2.0.0/16"))
+	runCPE(t, addr(2), hub, "198.51.100.2:4500", "10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24", "10.1.3.0/24", "10.1.4.0/24")
+	b := runCPE(t, addr(3), hub, "198.51.100.3:4500", "10.2.0.0/24")
+	waitStats(t, h, "acme", func(s Stats) bool { return s.TooManyRoutes == 2 && s.Routes == 4 })
+	b.waitFor(t, "three of a's routes", func() bool { return b.sink.Len() == 3 })
+}
