@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/ike"
@@ -275,7 +276,7 @@ func (c *CPE) netlinkHandle() (*netlink.Handle, error) {
 	var h *netlink.Handle
 	err := c.inNetns(func() error {
 		var err error
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 		return err
 	})
 	return h, err

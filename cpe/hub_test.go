@@ -17,6 +17,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/dataplane/memory"
 	"github.com/mpsa-vpn/mpsa/dataplane/userspace"
+	"github.com/mpsa-vpn/mpsa/dataplane/xfrm"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/auth"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
@@ -72,6 +73,7 @@ type hubOptions struct {
 	psk     map[string][]byte
 	ks      *mpsa.KeyServer // reuse (hub restart keeps its group state)
 	memory  bool            // in-memory data plane (no packets move)
+	xfrm    bool            // the kernel's XFRM data plane (needs ESP: the VM)
 }
 
 func newTestHub(t testing.TB, o hubOptions) *testHub {
@@ -105,7 +107,33 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 		return h.ns.Do(f)
 	}
 	var pc net.PacketConn
-	if o.memory {
+	var nattConn ike.Conn
+	switch {
+	case o.xfrm:
+		// The kernel's ESP: overlay address on a dummy device, IKE's own
+		// NAT-T socket prepared for the kernel's decapsulation.
+		h.ns.MustIP("link", "add", "hub0", "type", "dummy")
+		h.ns.MustIP("addr", "add", netip.PrefixFrom(h.overlay, 32).String(), "dev", "hub0")
+		h.ns.MustIP("link", "set", "hub0", "up")
+		b, err := xfrm.New(xfrm.Config{Netns: h.ns.Name, Routes: h.fib, Logger: h.log,
+			Endpoints: []netip.AddrPort{netip.AddrPortFrom(h.outer[0].Addr(), 0)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.dp = b
+		var u *ike.UDPConn
+		err = do(func() error {
+			var err error
+			if u, err = ike.ListenUDP("udp4", netip.AddrPortFrom(h.outer[0].Addr(), h.natt)); err != nil {
+				return err
+			}
+			return xfrm.PrepareIKESocket(u.UDPConn())
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nattConn = u
+	case o.memory:
 		h.mem = memory.New()
 		h.dp = h.mem
 		err := do(func() error {
@@ -116,7 +144,7 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 		if err != nil {
 			t.Fatal(err)
 		}
-	} else {
+	default:
 		var b *userspace.Backend
 		err := do(func() error {
 			var err error
@@ -179,7 +207,10 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 		}
 		mgr.AddConn(u, false)
 	}
-	mgr.AddConn(&fixedDst{PacketConn: ops.NewPacketConn(pc), addrs: h.outer}, true)
+	if nattConn == nil {
+		nattConn = &fixedDst{PacketConn: ops.NewPacketConn(pc), addrs: h.outer}
+	}
+	mgr.AddConn(nattConn, true)
 	h.wg.Add(1)
 	go h.routineTick()
 	t.Cleanup(h.stop)
