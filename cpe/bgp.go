@@ -50,6 +50,13 @@ func (s fibSink) Upsert(r routing.Route) error {
 			return s.FIB.Withdraw(r.Prefix, r.Peer)
 		}
 	}
+	// An IPv6 prefix over an IPv4 underlay (or the reverse) comes with a
+	// NEXT_HOP of the endpoint's family, possibly IPv4-mapped (RFC 4798):
+	// the Tunnel Encapsulation endpoint says where it goes, so the FIB
+	// needs no next hop.
+	if r.Endpoint.IsValid() && r.NextHop.IsValid() && (r.NextHop.Is4In6() || r.NextHop.Is4() != r.Prefix.Addr().Is4()) {
+		r.NextHop = netip.Addr{}
+	}
 	return s.FIB.Upsert(r)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/ike"
+	"github.com/mpsa-vpn/mpsa/ike/keylog"
 	"github.com/mpsa-vpn/mpsa/mpsa"
 	"github.com/mpsa-vpn/mpsa/routing"
 )
@@ -97,6 +98,7 @@ type CPE struct {
 	nl        *netlink.Handle
 
 	nlWAN *netlink.Handle // routineMOBIKE's
+	keys  *keylog.Writer  // key_export files; nil when off
 	nat   *natPump        // reads the data plane's NAT-T conn, if it has one
 	opsMu sync.Mutex      // serialises opening and closing the listeners
 }
@@ -193,6 +195,14 @@ func (c *CPE) Run(ctx context.Context) error {
 		return fmt.Errorf("cpe: netlink: %w", err)
 	}
 	defer c.nlWAN.Close()
+
+	if cfg.KeyExport.IKE != "" || cfg.KeyExport.ESP != "" {
+		if c.keys, err = keylog.Create(cfg.KeyExport.IKE, cfg.KeyExport.ESP); err != nil {
+			return fmt.Errorf("cpe: key_export: %w", err)
+		}
+		defer c.keys.Close()
+		c.log.Warn("exporting IKE and ESP keys for Wireshark (key_export): anyone who reads the files can decrypt the traffic")
+	}
 
 	dp, err := c.buildDataplane(ctx, cfg)
 	if err != nil {
@@ -390,6 +400,27 @@ func (c *CPE) Reload(cfg *configs.CPE, diff configs.CPEDiff) error {
 		return fmt.Errorf("cpe: changed settings need a restart: %v", restart)
 	}
 	return nil
+}
+
+// ReloadFrom loads the configuration again through r (SIGHUP): one that
+// fails to load or validate is logged with every bad field and the running
+// one kept (nil is returned with the error); a good one is applied with
+// Reload, the one it replaced is wiped, and it is returned.
+func (c *CPE) ReloadFrom(r *configs.CPEReloader) (*configs.CPE, error) {
+	old := r.Current()
+	diff, warns, err := r.Reload()
+	for _, w := range warns {
+		c.log.Warn("configuration warning", "reason", w.String())
+	}
+	if err != nil {
+		c.counters.reloadFailures.Add(1)
+		c.log.Error("bad configuration, keeping the running one", "err", err)
+		return nil, err
+	}
+	cfg := r.Current()
+	err = c.Reload(cfg, diff)
+	old.Wipe()
+	return cfg, err
 }
 
 func diffString(d configs.CPEDiff) string {

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/esp"
 	"github.com/mpsa-vpn/mpsa/ike"
 	"github.com/mpsa-vpn/mpsa/ike/auth"
+	"github.com/mpsa-vpn/mpsa/ike/keylog"
+	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/mpsa"
@@ -87,6 +90,7 @@ func (c *CPE) newEngine(cfg *configs.CPE, dp *Dataplane) (*engine, error) {
 			Informational: c.onInformational,
 		},
 		Events:            c.onEvent,
+		KeyLog:            c.exportIKE,
 		MOBIKE:            true,
 		Fragmentation:     true,
 		ForceEncap:        cfg.WAN.Encapsulation == configs.EncapUDP || !dp.RawESP,
@@ -344,6 +348,27 @@ func (c *CPE) setPhase(phase string, err error, next time.Time) {
 	c.notifyLocked()
 }
 
+// exportIKE writes an IKE SA's keys to key_export.ike (if configured).
+func (c *CPE) exportIKE(spiI, spiR uint64, k *suite.IKEKeys) {
+	if c.keys == nil {
+		return
+	}
+	if err := c.keys.IKESA(spiI, spiR, k); err != nil && !errors.Is(err, keylog.ErrNotExportable) {
+		c.log.Warn("key export", "err", err)
+	}
+}
+
+// exportESP writes one direction of an ESP SA to key_export.esp (if
+// configured); src and dst invalid mean any address (group SAs).
+func (c *CPE) exportESP(src, dst netip.Addr, k *esp.Keys) {
+	if c.keys == nil {
+		return
+	}
+	if err := c.keys.ESPSA(src, dst, k); err != nil && !errors.Is(err, keylog.ErrNotExportable) {
+		c.log.Warn("key export", "esp_spi", ops.SPI32(k.SPI), "err", err)
+	}
+}
+
 // onEvent follows the engine's SA events. It runs on the engine's event
 // goroutine and only updates state; routineMain applies it.
 func (c *CPE) onEvent(ev ike.Event) {
@@ -395,6 +420,8 @@ func (c *CPE) onEvent(ev ike.Event) {
 		}
 		ch := &child{ChildSA: *ev.Child, sa: ev.SA}
 		c.children[childKey{ev.SA, ch.InSPI}] = ch
+		c.exportESP(ch.Remote.Addr(), ch.Local.Addr(), &ch.In)
+		c.exportESP(ch.Local.Addr(), ch.Remote.Addr(), &ch.Out)
 		if ev.Kind == ike.EventChildRekeyed {
 			c.counters.childRekeys.Add(1)
 		}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,6 +98,8 @@ func TestLoopback(t *testing.T) {
 	hub := loopbackHub(t, ikePort, nattPort, nil, id)
 	cfg := cpeConfig(t, id, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
 	cfg.Metrics.Listen = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeTCPPort(t))
+	keyDir := t.TempDir()
+	cfg.KeyExport = configs.KeyExportConfig{IKE: filepath.Join(keyDir, "ikev2_decryption_table"), ESP: filepath.Join(keyDir, "esp_sa")}
 	c := newLoopbackCPE(t, cfg, nattPort)
 	runCPE(t, c.CPE)
 
@@ -133,6 +137,26 @@ func TestLoopback(t *testing.T) {
 	last := c.mem.Calls()[len(c.mem.Calls())-1]
 	if last.Gen != c.mem.Gen() {
 		t.Errorf("last Set call gen %d, installed gen %d", last.Gen, c.mem.Gen())
+	}
+
+	// key_export: the IKE SA, both halves of the CHILD_SA and the group SA
+	// (any pair of CPEs) in Wireshark's tables, mode 0600.
+	for file, want := range map[string][]string{
+		cfg.KeyExport.IKE: {st.IKE[0].SPIi + "," + st.IKE[0].SPIr + ","},
+		cfg.KeyExport.ESP: {fmt.Sprintf(`"*","*","0x%08x"`, group.Keys.SPI), `"0x` + ch.InSPI + `"`, `"0x` + ch.OutSPI + `"`},
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s lacks %s:\n%s", filepath.Base(file), w, b)
+			}
+		}
+		if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", file, fi.Mode().Perm())
+		}
 	}
 
 	// The route to the hub's overlay address goes through the CHILD_SA to

@@ -58,6 +58,24 @@ type installed struct {
 	memberStop func() bool
 	memberAt   int64
 	tunnelGen  uint64
+	exported   map[uint32]bool // group SAs written to key_export.esp
+}
+
+// exportGroup writes each group SA once to key_export.esp, for any pair
+// of CPEs (both addresses "*").
+func (c *CPE) exportGroup(group []dataplane.SA) {
+	if c.keys == nil {
+		return
+	}
+	live := map[uint32]bool{}
+	for i := range group {
+		spi := group[i].Keys.SPI
+		live[spi] = true
+		if !c.installed.exported[spi] {
+			c.exportESP(netip.Addr{}, netip.Addr{}, &group[i].Keys)
+		}
+	}
+	c.installed.exported = live
 }
 
 // routineMain applies every change: data plane, hub route, overlay
@@ -155,6 +173,7 @@ func (c *CPE) reconcile(ctx context.Context) {
 
 	// Data plane: the group SAs and the CHILD_SA as one State.
 	group := c.member.SAs()
+	c.exportGroup(group)
 	st := buildState(s.kids, group)
 	err := s.dp.Backend.Set(st)
 	mpsa.WipeSAs(group)

@@ -300,3 +300,30 @@ func TestSinkRefusesOwnLAN(t *testing.T) {
 		t.Errorf("%d routes counted as ours, want 2", n)
 	}
 }
+
+// TestSinkOtherFamilyNextHop: an IPv6 prefix carried over an IPv4
+// underlay arrives with an IPv4 or IPv4-mapped NEXT_HOP and the endpoint
+// in the Tunnel Encapsulation attribute; the FIB gets it by its endpoint.
+func TestSinkOtherFamilyNextHop(t *testing.T) {
+	c := &CPE{cfg: &configs.CPE{}, log: testLogger(t, "cpe")}
+	fib := routing.New()
+	s := fibSink{FIB: fib, c: c}
+	peer := netip.MustParseAddr("192.0.2.254")
+	for _, nh := range []string{"::ffff:192.0.2.2", "192.0.2.2"} {
+		r := routing.Route{Prefix: netip.MustParsePrefix("fd01:2::/64"), NextHop: netip.MustParseAddr(nh),
+			Endpoint: netip.MustParseAddrPort("192.0.2.2:0"), Tunnel: GroupTunnel, Peer: peer, Source: routing.SourceBGP}
+		if err := s.Upsert(r); err != nil {
+			t.Fatalf("next hop %s: %v", nh, err)
+		}
+		got, ok := fib.Lookup(netip.MustParseAddr("fd01:2::2"))
+		if !ok || got.Endpoint != r.Endpoint || got.Tunnel != GroupTunnel {
+			t.Errorf("next hop %s: lookup %+v %v", nh, got, ok)
+		}
+	}
+	// Without an endpoint there is nothing to go by: refused as before.
+	r := routing.Route{Prefix: netip.MustParsePrefix("fd01:3::/64"), NextHop: netip.MustParseAddr("::ffff:192.0.2.3"),
+		Tunnel: GroupTunnel, Peer: peer, Source: routing.SourceBGP}
+	if err := s.Upsert(r); err == nil {
+		t.Error("a mapped next hop without an endpoint was accepted")
+	}
+}

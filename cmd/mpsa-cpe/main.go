@@ -5,7 +5,7 @@
 //	mpsa-cpe [-config FILE] [-key.path VALUE ...]     run
 //	mpsa-cpe -test [-config FILE]                     check the configuration
 //	mpsa-cpe -version                                 print the version
-//	mpsa-cpe [-config FILE] status [-json] [sas|mpsa|bgp|routes]
+//	mpsa-cpe [-config FILE] status [-socket PATH] [-json] [sas|mpsa|bgp|routes]
 package main
 
 import (
@@ -33,6 +33,7 @@ func run(args []string) int {
 	test := fs.Bool("test", false, "check the configuration and exit (non-zero when it is bad)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	socket := fs.String("socket", "", "status socket for the status command (default: the configuration's status.socket)")
+	asJSON := fs.Bool("json", false, "status: print the view's data as JSON")
 	liteconf.AddCPEFlags(fs)
 	if fs.Parse(args) != nil {
 		return 2
@@ -43,6 +44,13 @@ func run(args []string) int {
 	}
 	opts := liteconf.Options{File: *file, Flags: fs}
 	if fs.Arg(0) == "status" {
+		if fs.Parse(fs.Args()[1:]) != nil { // flags after the subcommand too
+			return 2
+		}
+		args := fs.Args()
+		if *asJSON {
+			args = append([]string{"-json"}, args...)
+		}
 		path := *socket
 		if cfg, _, err := liteconf.LoadCPE(opts); path == "" && err == nil {
 			path = cfg.Status.Socket
@@ -50,7 +58,7 @@ func run(args []string) int {
 		if path == "" {
 			path = configs.DefaultCPEStatusPath
 		}
-		return ops.StatusCommand(context.Background(), path, fs.Args()[1:], "overview", os.Stdout, os.Stderr)
+		return ops.StatusCommand(context.Background(), path, args, "overview", os.Stdout, os.Stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "mpsa-cpe: unknown command %q (expected status)\n", fs.Arg(0))
@@ -86,18 +94,9 @@ func run(args []string) int {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx); cancel() }()
 	ops.WaitSignals(ctx, func() {
-		old := reloader.Current()
-		diff, warns, err := reloader.Reload()
-		for _, w := range warns {
-			log.Warn("configuration warning", "component", "configs", "reason", w.String())
+		if cfg, _ := c.ReloadFrom(reloader); cfg != nil { // logs what it cannot apply
+			_ = log.SetLevel(cfg.Log.Level)
 		}
-		if err != nil {
-			log.Error("bad configuration, keeping the running one", "component", "configs", "err", err)
-			return
-		}
-		_ = log.SetLevel(reloader.Current().Log.Level)
-		_ = c.Reload(reloader.Current(), diff) // logs what it cannot apply
-		old.Wipe()
 	})
 	cancel()
 	if err := <-done; err != nil {

@@ -200,6 +200,14 @@ func TestDaemon(t *testing.T) {
 	if err != nil || !strings.HasPrefix(resp.Text, "hub: ") {
 		t.Errorf("status sas: %v %+v", err, resp)
 	}
+	// The status subcommand, socket named before or after it.
+	for _, args := range [][]string{{"-socket", sock, "status", "sas"}, {"status", "-socket", sock, "sas"},
+		{"status", "-socket", sock, "-json", "bgp"}} {
+		code, out, errOut := runBin(t, args...)
+		if code != 0 || !(strings.HasPrefix(out, "hub: ") || strings.Contains(out, `"prefixes"`)) {
+			t.Errorf("mpsa-cpe %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
 	if out, _ := ns.Run("ip", "link", "show", "mpsa0"); !strings.Contains(out, "mpsa0") {
 		t.Errorf("no TUN device: %s", out)
 	}
