@@ -288,12 +288,17 @@ func TestGRPCPorts(t *testing.T) {
 	check(map[string]string{"acme": at(0), "globex": at(1)})
 
 	next := copyConfig(cfg)
-	next.Groups = []configs.Group{cfg.Groups[0], {Name: "initech", Pool: configs.Pool{IPv4: mustPrefix("127.102.0.0/24")}}, cfg.Groups[1]}
+	next.Groups = []configs.Group{cfg.Groups[0], {Name: "initech", Pool: configs.Pool{IPv4: mustPrefix("127.102.0.0/24")},
+		BGP: configs.GroupBGP{MaxPrefixes: 500}}, cfg.Groups[1]}
 	checkConfig(t, next)
 	if _, err := th.h.Reload(next); err != nil {
 		t.Fatal(err)
 	}
 	check(map[string]string{"acme": at(0), "initech": at(2), "globex": at(1)})
+	// The route reflector's one route limit cannot change while it runs.
+	if lines := th.logs.lines("route limit per CPE kept until a restart", "allow 500 routes per CPE", "enforces 100"); len(lines) != 1 {
+		t.Errorf("no warning that the larger max_prefixes needs a restart:\n%s", th.logs)
+	}
 
 	last := copyConfig(next)
 	last.CPEs = nil
@@ -338,4 +343,46 @@ func scrapeMetrics(t testing.TB, th *testHub) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestBGPRouteLimit: the groups' bgp.max_prefixes bounds the routes the
+// reflector takes from one CPE: announcements beyond it are dropped and
+// counted (status bgp, metrics), the other CPE learns only those within.
+func TestBGPRouteLimit(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	cfg.Groups[0].BGP.MaxPrefixes, cfg.Groups[1].BGP.MaxPrefixes = 2, 2
+	port := freePort(t, "127.100.0.1")
+	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
+	outer := netip.AddrPortFrom(loop4, 0)
+	ctx := context.Background()
+	var vips []netip.AddrPort
+	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
+		c := newCPE(t, th, id, cpeOpts{})
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+		vips = append(vips, netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0))
+	}
+	// cpe1 announces three routes inside its authorised 10.1.0.0/24.
+	startSpeaker(t, ctx, th.cfg.BGP.ASN, vips[0], hubAcme, outer, "10.1.0.0/24", "10.1.0.0/25", "10.1.0.128/25")
+	s2 := startSpeaker(t, ctx, th.cfg.BGP.ASN, vips[1], hubAcme, outer, "10.2.0.0/24")
+	pollFor(t, "the third route to be dropped", func() bool {
+		v, _ := th.h.BGP(ctx)
+		return v.Groups[0].TooManyRoutes >= 1 && v.Groups[0].Routes == 3
+	})
+	waitRoutes(t, s2, "cpe2 learns two of cpe1's routes", func(r map[netip.Prefix]routing.Route) bool { return len(r) == 2 })
+	if v, _ := th.h.BGP(ctx); v.Groups[0].Routes != 3 {
+		t.Errorf("acme reflects %d routes, want 2 of cpe1 and 1 of cpe2", v.Groups[0].Routes)
+	}
+	if text := render(must(th.h.BGP(ctx))); !strings.Contains(text, "1 over the route limit") {
+		t.Errorf("status bgp:\n%s", text)
+	}
+	if m := scrapeMetrics(t, th); !strings.Contains(m, `mpsa_hub_bgp_filtered_total{group="acme",reason="too_many_routes"} 1`) {
+		t.Errorf("metrics lack the dropped route:\n%s", m)
+	}
 }

@@ -63,10 +63,13 @@ type Hub struct {
 	store    *mpsa.Store
 	pools    *pools
 	rr       *rr.Hub // nil without BGP
-	status   *ops.StatusServer
-	metrics  *metrics
-	keylog   *keylog.Writer
-	tun      tunAddrs // the hub's overlay addresses on the data plane's device
+	// rrMaxRoutes is the route reflector's route limit per CPE (set
+	// before Run, then read only).
+	rrMaxRoutes int
+	status      *ops.StatusServer
+	metrics     *metrics
+	keylog      *keylog.Writer
+	tun         tunAddrs // the hub's overlay addresses on the data plane's device
 
 	prov atomic.Pointer[provisioning]
 

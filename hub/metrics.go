@@ -251,7 +251,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descBGPPeers, float64(g.Sessions), g.Name)
 				gauge(descBGPRoutes, float64(g.Routes), g.Name)
 				for reason, n := range map[string]uint64{"foreign_prefix": g.ForeignPrefix, "endpoint_rewritten": g.EndpointRewrite,
-					"endpoint_refused": g.EndpointReject, "unusable": g.BadRoute} {
+					"endpoint_refused": g.EndpointReject, "unusable": g.BadRoute, "too_many_routes": g.TooManyRoutes} {
 					counter(descBGPFiltered, n, g.Name, reason)
 				}
 				counter(descBGPRefused, g.RefusedSessions, g.Name)

@@ -32,7 +32,9 @@ import (
 // once, so that the CPEs keep the routes they hold and the hub sends its
 // table only when all of them are back, or after the deferral time.
 func (h *Hub) startReflector(cfg *configs.Hub) error {
-	r, err := rr.New(rr.Config{ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID, ClusterID: cfg.BGP.ClusterID, Logger: h.root})
+	h.rrMaxRoutes = maxPrefixes(cfg)
+	r, err := rr.New(rr.Config{ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID, ClusterID: cfg.BGP.ClusterID,
+		MaxRoutesPerCPE: h.rrMaxRoutes, Logger: h.root})
 	if err != nil {
 		return fmt.Errorf("hub: route reflector: %w", err)
 	}
@@ -69,6 +71,21 @@ func (h *Hub) startReflector(cfg *configs.Hub) error {
 		go h.routineRestartSweep(expected)
 	}
 	return nil
+}
+
+// maxPrefixes is the route limit per CPE the route reflector enforces: it
+// has one for all groups (rr.Config.MaxRoutesPerCPE), so the largest of the
+// groups' bgp.max_prefixes (bgp/NEEDS.md asks for one per group). It is
+// fixed when the reflector starts.
+func maxPrefixes(cfg *configs.Hub) int {
+	m := 0
+	for _, g := range cfg.Groups {
+		m = max(m, g.BGP.MaxPrefixes)
+	}
+	if m == 0 {
+		m = configs.DefaultMaxPrefixes
+	}
+	return m
 }
 
 // routineRestartSweep withdraws, after the restart deferral (plus the time
@@ -164,6 +181,10 @@ func (h *Hub) addReflectorGroup(cfg *configs.Hub, i int, restarting bool) error 
 func (h *Hub) syncReflector(cfg *configs.Hub, diff configs.HubDiff) {
 	if h.rr == nil {
 		return
+	}
+	if m := maxPrefixes(cfg); m != h.rrMaxRoutes {
+		h.log.Warn("route limit per CPE kept until a restart",
+			"reason", fmt.Sprintf("the groups' bgp.max_prefixes now allow %d routes per CPE, the route reflector enforces %d", m, h.rrMaxRoutes))
 	}
 	restart := map[string]bool{}
 	for _, gc := range diff.GroupsChanged {

@@ -262,6 +262,7 @@ type BGPGroup struct {
 	EndpointRewrite uint64   `json:"endpoint_rewrite"`
 	EndpointReject  uint64   `json:"endpoint_reject"`
 	BadRoute        uint64   `json:"bad_route"`
+	TooManyRoutes   uint64   `json:"too_many_routes"`
 	RefusedSessions uint64   `json:"refused_sessions"`
 	WithdrawnDown   uint64   `json:"withdrawn_down"`
 }
@@ -284,8 +285,8 @@ func (v *BGPView) RenderText(t *ops.Text) {
 		t.Line("%s: listening %s%s, %s", g.Name, strings.Join(g.Listen, " "), grpc, state)
 		t.Indent(func() {
 			t.Line("cpes %d registered, %d sessions established, %d routes (%d stale)", g.CPEs, g.Sessions, g.Routes, g.StaleRoutes)
-			t.Line("announcements: %d accepted, %d foreign prefix, %d endpoint rewritten, %d endpoint refused, %d unusable",
-				g.Accepted, g.ForeignPrefix, g.EndpointRewrite, g.EndpointReject, g.BadRoute)
+			t.Line("announcements: %d accepted, %d foreign prefix, %d endpoint rewritten, %d endpoint refused, %d unusable, %d over the route limit",
+				g.Accepted, g.ForeignPrefix, g.EndpointRewrite, g.EndpointReject, g.BadRoute, g.TooManyRoutes)
 			t.Line("sessions refused %d, routes withdrawn with their CPE %d", g.RefusedSessions, g.WithdrawnDown)
 		})
 	}
@@ -467,7 +468,7 @@ func (h *Hub) BGP(ctx context.Context) (*BGPView, error) {
 		}
 		g := BGPGroup{Name: gc.Name, GRPC: gc.GRPC, Synced: h.rr.Synced(gc.Name), CPEs: st.CPEs, Sessions: st.Sessions,
 			Routes: st.Routes, StaleRoutes: st.StaleRoutes, Accepted: st.Accepted, ForeignPrefix: st.ForeignPrefix,
-			EndpointRewrite: st.EndpointRewrite, EndpointReject: st.EndpointReject, BadRoute: st.BadRoute,
+			EndpointRewrite: st.EndpointRewrite, EndpointReject: st.EndpointReject, BadRoute: st.BadRoute, TooManyRoutes: st.TooManyRoutes,
 			RefusedSessions: st.RefusedSessions, WithdrawnDown: st.CPEWithdrawnDown}
 		for _, l := range gc.Listen {
 			g.Listen = append(g.Listen, l.String())
