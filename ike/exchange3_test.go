@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpsa-vpn/mpsa/ike/iketest"
 	"github.com/mpsa-vpn/mpsa/ike/wire"
 )
 
@@ -387,5 +388,123 @@ func TestHalfOpenTimeout(t *testing.T) {
 	}
 	if st := p.r.m.Stats(); st.HalfOpen != 0 || st.Established != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestInitialContactConcurrent: a CPE that sets up two IKE SAs with the hub
+// at once sends INITIAL_CONTACT in neither IKE_AUTH (each SA would make the
+// hub delete the other), and the hub keeps both; a later lone setup after
+// both are gone sends it again.
+func TestInitialContactConcurrent(t *testing.T) {
+	p := newPair(t, nil)
+	resA, resB := p.initiate(defaultConn()), p.initiate(defaultConn())
+	// Both requests, then both responses: both SAs then send IKE_AUTH.
+	for _, response := range []bool{false, true} {
+		ds := []iketest.Datagram{p.next(), p.next()}
+		for _, d := range ds {
+			if m := decodeDatagram(t, d); m.Exchange != wire.IKESAInit || m.IsResponse() != response {
+				t.Fatalf("got %v, want IKE_SA_INIT response=%v", m, response)
+			}
+			p.net.Deliver(d)
+		}
+		p.settle()
+	}
+	// hasIC delivers the next datagram, an IKE_AUTH request, and reports
+	// whether the hub's SA of it saw INITIAL_CONTACT.
+	hasIC := func() bool {
+		t.Helper()
+		d := p.next()
+		p.net.Deliver(d)
+		p.settle()
+		m := decodeDatagram(t, d)
+		if m.Exchange != wire.IKEAuth || m.IsResponse() {
+			t.Fatalf("got %v, want an IKE_AUTH request", m)
+		}
+		for _, h := range p.r.m.Handles() {
+			if i := h.Info(); i.SPIi == m.SPIi && i.State == StateEstablished {
+				for _, n := range i.PeerAuthNotifies {
+					if n.NotifyType == wire.NotifyInitialContact {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		t.Fatal("the hub did not establish the SA")
+		return false
+	}
+	for range 2 {
+		if hasIC() {
+			t.Fatal("INITIAL_CONTACT sent while another SA with the hub was being set up")
+		}
+	}
+	for range 2 {
+		p.expect(wire.IKEAuth, true)
+	}
+	a, b := <-resA, <-resB
+	if a.err != nil || b.err != nil {
+		t.Fatalf("Initiate: %v, %v", a.err, b.err)
+	}
+	if n := len(p.r.m.SAs()); n != 2 {
+		t.Fatalf("hub holds %d SAs, want both", n)
+	}
+	for _, r := range []initResult{a, b} {
+		done := async(func() error { return r.sa.Close(ctx(t)) })
+		p.expect(wire.Informational, false)
+		p.expect(wire.Informational, true)
+		if err := wait(t, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := p.initiate(defaultConn())
+	p.expect(wire.IKESAInit, false)
+	p.expect(wire.IKESAInit, true)
+	if !hasIC() {
+		t.Fatal("a lone setup sent no INITIAL_CONTACT")
+	}
+	p.expect(wire.IKEAuth, true)
+	if r := <-res; r.err != nil {
+		t.Fatal(r.err)
+	}
+}
+
+// TestInitialContactOlderOnly: INITIAL_CONTACT deletes only the SAs of the
+// identity that are older than the SA carrying it. Here the hub completes
+// a second CPE's IKE SA (same identity, also with INITIAL_CONTACT) while
+// the first one's IKE_AUTH is still on its way; the first one's
+// INITIAL_CONTACT then arrives and must not take down the newer SA.
+func TestInitialContactOlderOnly(t *testing.T) {
+	p := newPair(t, nil)
+	cpe2 := newEndpoint(t, p.net, p.clk, "cpe2", netip.MustParseAddr("192.0.2.3"), baseConfig(cpeID), 3)
+	res1 := p.initiate(defaultConn())
+	p.expect(wire.IKESAInit, false)
+	p.expect(wire.IKESAInit, true)
+	auth1 := p.next() // held back
+	res2 := make(chan initResult, 1)
+	go func() {
+		sa, err := cpe2.m.Initiate(ctx(t), defaultConn())
+		res2 <- initResult{sa, err}
+	}()
+	p.expect(wire.IKESAInit, false)
+	p.expect(wire.IKESAInit, true)
+	p.expect(wire.IKEAuth, false)
+	p.expect(wire.IKEAuth, true)
+	second := <-res2
+	if second.err != nil {
+		t.Fatal(second.err)
+	}
+	p.net.Deliver(auth1)
+	p.expect(wire.IKEAuth, true)
+	if r := <-res1; r.err != nil {
+		t.Fatal(r.err)
+	}
+	p.settle()
+	if n := len(p.r.m.SAs()); n != 2 {
+		t.Fatalf("hub holds %d SAs, want 2", n)
+	}
+	for _, h := range p.r.m.Handles() {
+		if i := h.Info(); i.State != StateEstablished {
+			t.Fatalf("hub SA %v is %v", h, i.State)
+		}
 	}
 }

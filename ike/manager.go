@@ -49,6 +49,7 @@ type Manager struct {
 	quit        chan struct{}
 
 	mu       sync.Mutex        // guards the following
+	handleN  uint64            // handles made so far (SA.seq)
 	sas      map[uint64]*ikeSA // by our SPI
 	halfOpen map[halfOpenKey]*ikeSA
 	handles  map[*SA]struct{}
@@ -340,6 +341,8 @@ func (m *Manager) newHandle(name string, initiator bool) (*SA, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
+	m.handleN++
+	h.seq = m.handleN
 	m.handles[h] = struct{}{}
 	return h, nil
 }

@@ -122,7 +122,9 @@ type SA struct {
 	// origInitiator: this side initiated the first IKE SA (the MOBIKE
 	// initiator role, RFC 4555 §3.1).
 	origInitiator bool
-	done          chan struct{}
+	// seq orders handles by creation (set once by newHandle).
+	seq  uint64
+	done chan struct{}
 
 	xmu     sync.Mutex // guards queue, running, dead
 	queue   []func()

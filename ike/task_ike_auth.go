@@ -142,16 +142,22 @@ func idPayload(id auth.ID, responder bool) *wire.ID {
 	return &wire.ID{Responder: responder, IDType: wire.IDType(id.Type), Data: id.Data()}
 }
 
-// firstContact reports whether we hold no other IKE SA with this peer, so
-// our IKE_AUTH should carry INITIAL_CONTACT (RFC 7296 §2.4).
+// firstContact reports whether our IKE_AUTH should carry INITIAL_CONTACT
+// (RFC 7296 §2.4), which asserts that this IKE SA is to be the only one
+// with the peer, who then deletes any other it holds for us: only when we
+// hold no other IKE SA with this peer, neither established nor being set
+// up. (Two SAs set up at once to one peer would otherwise each delete the
+// other there.)
 func (m *Manager) firstContact(h *SA) bool {
 	for _, o := range m.Handles() {
 		if o == h {
 			continue
 		}
 		i := o.Info()
-		if i.State == StateEstablished && (i.Remote.Addr() == h.remote.Addr() ||
-			(!h.conn.RemoteID.IsZero() && i.RemoteID.Equal(h.conn.RemoteID))) {
+		if i.State == StateDead {
+			continue
+		}
+		if i.Remote.Addr() == h.remote.Addr() || (!h.conn.RemoteID.IsZero() && i.RemoteID.Equal(h.conn.RemoteID)) {
 			return false
 		}
 	}
@@ -505,11 +511,16 @@ func (h *SA) narrow(tsi, tsr []wire.Selector) (ni, nr []wire.Selector) {
 }
 
 // initialContact drops every other IKE SA of the peer's identity (RFC 7296
-// §2.4): the peer has restarted and forgotten them. Handles are indexed by
+// §2.4): the peer has restarted and forgotten them. Only SAs older than h
+// can be stale: one the peer set up after h (its SAs come up concurrently,
+// or h's establishment ran late) is left alone. Handles are indexed by
 // identity, so this costs nothing when there are none.
 func (m *Manager) initialContact(h *SA) {
 	id := h.peerID
 	for _, o := range m.sameIdentity(h, id) {
+		if o.seq > h.seq {
+			continue
+		}
 		o.run(func() {
 			if o.peerID.Equal(id) {
 				o.log.Info("IKE SA replaced", "id", id, "reason", "INITIAL_CONTACT")
