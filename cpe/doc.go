@@ -34,14 +34,20 @@
 //     leaves from another one, the CPE moves the IKE SA with MOBIKE
 //     (UPDATE_SA_ADDRESSES, RFC 4555) and advertises its new endpoint, so the
 //     other CPEs switch within a BGP update.
-//   - Reload applies a new configuration: changed LAN prefixes are
+//   - Reload (or ReloadFrom, on SIGHUP) applies a new configuration: changed LAN prefixes are
 //     re-advertised; changed hubs or hub identity reconnect; a changed identity
 //     or credentials rebuild the IKE engine and reconnect; changed BGP
 //     settings restart the speaker; metrics and status listeners follow their
 //     settings. Data plane and WAN encapsulation changes need a restart.
 //   - Operations: a status socket (internal/ops) with the views sas, mpsa,
 //     bgp and routes; a Prometheus text endpoint (metrics.go) that needs
-//     neither net/http nor the Prometheus client, for the CPE's size budget.
+//     neither net/http nor the Prometheus client, for the CPE's size budget;
+//     optional key export (key_export) of IKE SAs, CHILD_SAs and group SAs
+//     in Wireshark's tables.
+//   - Routes learned over BGP inside the CPE's own LAN prefixes are refused
+//     (they would pull the LAN's traffic into the tunnel); a route whose
+//     NEXT_HOP is of the other family than its prefix (IPv6 over an IPv4
+//     underlay) is installed by its Tunnel Encapsulation endpoint.
 //
 // # State and concurrency
 //
