@@ -174,8 +174,14 @@ type Config struct {
 	IKERekeyTime, ChildRekeyTime time.Duration
 	NATKeepalive                 time.Duration
 
-	CookieThreshold  int
-	MaxHalfOpen      int
+	CookieThreshold int
+	MaxHalfOpen     int
+	// UnauthReplyRate (per second) and UnauthReplyBurst bound what is
+	// sent to peers that have not authenticated: IKE_SA_INIT responses and
+	// the RFC 7296 §2.21.1 notifies (COOKIE, INVALID_KE_PAYLOAD,
+	// NO_PROPOSAL_CHOSEN, INVALID_MAJOR_VERSION,
+	// UNSUPPORTED_CRITICAL_PAYLOAD), and cached responses resent to an
+	// address other than the one their request came from.
 	UnauthReplyRate  float64
 	UnauthReplyBurst int
 
