@@ -429,3 +429,25 @@ func containsSeq(got, want []string) bool {
 	}
 	return i == len(want)
 }
+
+// TestLoopbackSecondHub: the hub addresses are tried in order; when the
+// first does not answer, the CPE connects to the next.
+func TestLoopbackSecondHub(t *testing.T) {
+	leakCheck(t)
+	const id = "fqdn:cpe1.example.net"
+	ikePort, nattPort := freeUDPPort(t), freeUDPPort(t)
+	hub := loopbackHub(t, ikePort, nattPort, nil, id)
+	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t)) // nothing listens
+	cfg := cpeConfig(t, id, []netip.AddrPort{dead, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
+	c := newLoopbackCPE(t, cfg, nattPort)
+	runCPE(t, c.CPE)
+	st := waitStatus(t, c.CPE, 30*time.Second, "connected to the second hub address", func(s *Status) bool { return s.Tunnel.Up })
+	if st.IKE[0].Remote.Addr() != netip.MustParseAddr("127.0.0.1") || st.IKE[0].Remote.Port() != nattPort {
+		t.Errorf("IKE SA with %v, want the second address (floated to %d)", st.IKE[0].Remote, nattPort)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if hub.ups != 1 {
+		t.Errorf("hub saw %d IKE SAs", hub.ups)
+	}
+}
