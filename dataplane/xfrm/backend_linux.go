@@ -41,7 +41,7 @@ type Backend struct {
 
 	closed       bool
 	sas          []dataplane.SA // the current State's SAs; their keys are our copies
-	routes       map[netip.Prefix]routing.NextHop
+	eng          *engine        // the FIB's entries and the incremental reconciliation
 	reqids       *reqids
 	inst         *installed
 	retired      counters // counters of states already removed
@@ -57,7 +57,7 @@ func New(cfg Config) (*Backend, error) {
 	b := &Backend{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		routes: make(map[netip.Prefix]routing.NextHop),
+		eng:    newEngine(cfg.Bypass),
 		reqids: newReqids(cfg.reqIDBase(), ReqIDSpan),
 		inst:   newInstalled(),
 		done:   make(chan struct{}),
@@ -66,11 +66,10 @@ func New(cfg Config) (*Backend, error) {
 		b.log = slog.Default()
 	}
 	b.log = b.log.With("component", "dataplane")
-	for _, ep := range cfg.Endpoints {
-		if !ep.Addr().IsValid() || ep.Addr().Is4In6() || ep.Addr().IsUnspecified() {
-			return nil, fmt.Errorf("xfrm: endpoint %v is not a usable local address", ep)
-		}
+	if err := checkEndpoints(cfg.Endpoints); err != nil {
+		return nil, err
 	}
+	b.cfg.Endpoints = slices.Clone(cfg.Endpoints)
 	for _, p := range cfg.Bypass {
 		if !p.IsValid() || p != p.Masked() {
 			return nil, fmt.Errorf("xfrm: bypass %v is not a masked prefix", p)
@@ -229,16 +228,7 @@ func (b *Backend) routineFollowRoutes(ctx context.Context, sub *routing.Subscrip
 func (b *Backend) applyUpdate(u routing.Update) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if u.Snapshot {
-		clear(b.routes)
-	}
-	for _, c := range u.Changes {
-		if c.Kind == routing.Removed || len(c.NextHops) == 0 {
-			delete(b.routes, c.Prefix)
-			continue
-		}
-		b.routes[c.Prefix] = c.NextHops[0]
-	}
+	b.eng.update(u)
 }
 
 // Set installs st: see the package doc for what it becomes. It returns
@@ -266,6 +256,7 @@ func (b *Backend) Set(st *dataplane.State) error {
 		wipeSAs(sas)
 		return net.ErrClosed
 	}
+	b.eng.changeSAs()
 	err := b.reconcileLocked(sas)
 	var refused *refusedError
 	if errors.As(err, &refused) {
@@ -275,6 +266,56 @@ func (b *Backend) Set(st *dataplane.State) error {
 	wipeSAs(b.sas)
 	b.sas = sas
 	return err
+}
+
+// SetEndpoints replaces Config.Endpoints, this node's own ESP endpoints
+// (after a WAN address change, a MOBIKE move), and brings the kernel to
+// what the current State and FIB then need, make-before-break: the group
+// SAs' inbound states at the new addresses and the states and policies
+// whose outer source changed are installed before the inbound states at
+// the old addresses go; the rest is left alone. Endpoints the current
+// State cannot be installed with (a group SA with no endpoint of its
+// family left) are refused and the previous ones stay.
+func (b *Backend) SetEndpoints(eps []netip.AddrPort) error {
+	if err := checkEndpoints(eps); err != nil {
+		return err
+	}
+	eps = slices.Clone(eps)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return net.ErrClosed
+	}
+	old := b.cfg.Endpoints
+	b.cfg.Endpoints = eps
+	b.eng.changeSAs()
+	err := b.reconcileLocked(b.sas)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		b.cfg.Endpoints = old
+		return refused.err
+	}
+	if !slices.Equal(old, eps) {
+		b.log.Info("xfrm: ESP endpoints changed", "endpoint", fmt.Sprint(eps))
+	}
+	return err
+}
+
+// Endpoints returns this node's ESP endpoints (Config.Endpoints, as last
+// set).
+func (b *Backend) Endpoints() []netip.AddrPort {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.cfg.Endpoints)
+}
+
+func checkEndpoints(eps []netip.AddrPort) error {
+	for _, ep := range eps {
+		if !ep.Addr().IsValid() || ep.Addr().Is4In6() || ep.Addr().IsUnspecified() {
+			return fmt.Errorf("xfrm: endpoint %v is not a usable local address", ep)
+		}
+	}
+	return nil
 }
 
 // refusedError marks a State that cannot be computed at all.
@@ -288,28 +329,27 @@ func wipeSAs(sas []dataplane.SA) {
 	}
 }
 
-// reconcileLocked computes the objects for sas and the current routes and
-// applies the difference.
+// reconcileLocked brings the kernel to what sas and the current routes
+// need, recomputing only what changed since the last round (see engine).
 func (b *Backend) reconcileLocked(sas []dataplane.SA) error {
 	r := b.reqids.clone()
-	d, err := compute(&inputs{
+	p, err := b.eng.reconcile(&inputs{
 		sas:       sas,
-		routes:    b.routes,
 		endpoints: b.cfg.Endpoints,
 		bypass:    b.cfg.Bypass,
 		prioBase:  b.cfg.priorityBase(),
 		reqids:    r,
 		source:    b.sourceFor,
-	})
+	}, b.inst)
 	if err != nil {
 		return &refusedError{err}
 	}
 	b.reqids = r
-	if d.nproblems != b.lastProblems {
-		b.log.Info(fmt.Sprintf("xfrm: %d FIB entries not tunnelled as asked", d.nproblems), "reason", strings.Join(d.problems, "; "))
-		b.lastProblems = d.nproblems
+	if n := b.eng.problemCount(); n != b.lastProblems {
+		_, top := b.eng.report()
+		b.log.Info(fmt.Sprintf("xfrm: %d FIB entries not tunnelled as asked", n), "reason", strings.Join(top, "; "))
+		b.lastProblems = n
 	}
-	p := diff(b.inst, d)
 	if p.empty() {
 		return nil
 	}
@@ -332,12 +372,19 @@ func (b *Backend) sourceFor(dst netip.Addr) (netip.Addr, bool) {
 
 func (b *Backend) applyLocked(p *plan) error {
 	var errs []error
+	var statesFailed bool
+	stateErr := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+			statesFailed = true
+		}
+	}
 	for _, s := range p.replace {
 		if err := b.delStateLocked(s.stateID); err != nil {
-			errs = append(errs, err)
+			stateErr(err)
 			continue
 		}
-		errs = append(errs, b.addStateLocked(s))
+		stateErr(b.addStateLocked(s))
 	}
 	for _, s := range p.addStates {
 		err := b.addStateLocked(s)
@@ -348,21 +395,37 @@ func (b *Backend) applyLocked(p *plan) error {
 				err = b.addStateLocked(s)
 			}
 		}
-		errs = append(errs, err)
+		stateErr(err)
+	}
+	// Policies the kernel refused are retried in the next round (states
+	// are compared whole every round).
+	var failed []netip.Prefix
+	var lost bool
+	refused := func(id policyID) {
+		if pfx, ok := id.prefix(); ok {
+			failed = append(failed, pfx)
+		} else {
+			lost = true
+		}
 	}
 	for _, pol := range p.policies {
 		if err := b.h.XfrmPolicyUpdate(netlinkPolicy(pol)); err != nil {
 			errs = append(errs, fmt.Errorf("xfrm: policy %v %v -> %v: %w", pol.dir, pol.src, pol.dst, err))
+			refused(pol.policyID)
 			continue
 		}
 		b.inst.policies[pol.policyID] = pol.pval
 	}
 	for _, id := range p.delPolicies {
-		errs = append(errs, b.delPolicyLocked(id))
+		if err := b.delPolicyLocked(id); err != nil {
+			errs = append(errs, err)
+			refused(id)
+		}
 	}
 	for _, id := range p.delStates {
-		errs = append(errs, b.delStateLocked(id))
+		stateErr(b.delStateLocked(id))
 	}
+	b.eng.retry(failed, lost, statesFailed)
 	return errors.Join(errs...)
 }
 

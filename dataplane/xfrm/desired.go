@@ -58,20 +58,169 @@ func (d *desired) problem(at netip.Prefix, format string, args ...any) {
 	}
 }
 
-func (d *desired) addState(s *kstate) error {
-	if other, dup := d.states[s.stateID]; dup {
-		return fmt.Errorf("xfrm: SA %08x: two states with destination %v (reqids %#x and %#x)", s.spi, s.dst, other.reqid, s.reqid)
+// portRange is the lowest and highest UDP port (0: raw ESP) the FIB's
+// routes ask for at one group endpoint.
+type portRange struct{ lo, hi uint16 }
+
+// groupEndpoints are the remote ESP endpoints of each tunnel, as the FIB's
+// routes name them.
+type groupEndpoints map[routing.Tunnel]map[netip.Addr]portRange
+
+// endpointsOf collects the endpoints of routes.
+func endpointsOf(routes map[netip.Prefix]routing.NextHop) groupEndpoints {
+	eps := make(groupEndpoints)
+	for _, nh := range routes {
+		if nh.Tunnel == 0 || nh.Local || !nh.Endpoint.IsValid() {
+			continue
+		}
+		m := eps[nh.Tunnel]
+		if m == nil {
+			m = make(map[netip.Addr]portRange)
+			eps[nh.Tunnel] = m
+		}
+		port := nh.Endpoint.Port()
+		r, seen := m[nh.Endpoint.Addr()]
+		if !seen {
+			r = portRange{port, port}
+		}
+		m[nh.Endpoint.Addr()] = portRange{min(r.lo, port), max(r.hi, port)}
 	}
-	d.states[s.stateID] = s
+	return eps
+}
+
+// outKind says how a tunnel sends.
+type outKind uint8
+
+const (
+	outNone  outKind = iota // no outbound SA: its prefixes are blocked
+	outPeer                 // a point-to-point SA (CHILD_SA) to a fixed peer
+	outGroup                // a group SA: to each route's endpoint
+)
+
+// tunnelCtx is what a tunnel's SAs decide for the policies of every prefix
+// routed through it.
+type tunnelCtx struct {
+	rid  uint32
+	out  outKind
+	peer tmpl // outPeer: the outbound template (zero: blocked)
+	in   tmpl // the inbound template (a placeholder when no SA receives)
+}
+
+// tunnelAddr is a group endpoint address of a tunnel.
+type tunnelAddr struct {
+	tunnel routing.Tunnel
+	addr   netip.Addr
+}
+
+// saLevel is what the SAs, this node's endpoints and the set of group
+// endpoints the FIB names decide: every state, and per tunnel and group
+// endpoint what the prefixes' policies need. It does not depend on the
+// individual prefixes.
+type saLevel struct {
+	states map[stateID]*kstate
+	local  map[netip.Addr]bool // this node's outer addresses
+	// tunnels has every tunnel of an SA or a route.
+	tunnels map[routing.Tunnel]tunnelCtx
+	// reach is the outer source towards each group endpoint of a tunnel
+	// with an outbound group SA; an endpoint missing has none.
+	reach    map[tunnelAddr]netip.Addr
+	problems []problem // sorted by prefix
+}
+
+func (s *saLevel) addState(k *kstate) error {
+	if other, dup := s.states[k.stateID]; dup {
+		return fmt.Errorf("xfrm: SA %08x: two states with destination %v (reqids %#x and %#x)", k.spi, k.dst, other.reqid, k.reqid)
+	}
+	s.states[k.stateID] = k
 	return nil
 }
 
 // compute returns the objects that install in.sas and in.routes. An error
 // means the SAs cannot be installed as given (the State is refused); what
 // the FIB asks for and cannot be done is blocked and reported as problems.
+// It is the whole computation at once; the backend reaches the same
+// objects incrementally (see engine).
 func compute(in *inputs) (*desired, error) {
-	d := &desired{states: make(map[stateID]*kstate), policies: make(map[policyID]pval, 3*len(in.routes))}
+	s, err := computeSAs(in, endpointsOf(in.routes), in.tunnels())
+	if err != nil {
+		return nil, err
+	}
+	d := &desired{states: s.states, policies: make(map[policyID]pval, 3*len(in.routes))}
+	for _, pr := range s.problems {
+		d.problem(pr.at, "%s", pr.msg)
+	}
+	tunnelled := make(map[netip.Prefix]bool, len(in.routes))
+	var candidates []netip.Prefix
+	for p, nh := range in.routes {
+		if !isTunnelRoute(nh) {
+			candidates = append(candidates, p)
+			continue
+		}
+		r := s.tunnelPolicies(p, nh, in.prioBase)
+		if r.problem.kind != problemNone {
+			d.problem(p, "%s", r.problem.text(p))
+		}
+		if !r.tunnelled {
+			continue
+		}
+		tunnelled[p] = true
+		d.policies[policyID{dirOut, anyPrefix(p.Addr().Is4()), p}] = r.out
+		for _, dir := range []pdir{dirIn, dirFwd} {
+			d.policies[policyID{dir, p, anyPrefix(p.Addr().Is4())}] = r.in
+		}
+	}
 
+	// Bypass: local and underlay entries, and configured prefixes, that a
+	// shorter tunnelled prefix would otherwise capture. A configured
+	// prefix equal to a tunnelled one replaces its policies.
+	candidates = append(candidates, in.bypass...)
+	for _, b := range candidates {
+		if !coveredBy(b, tunnelled) {
+			continue
+		}
+		v := bypassPolicy(b, in.prioBase)
+		is4 := b.Addr().Is4()
+		for _, id := range []policyID{{dirOut, anyPrefix(is4), b}, {dirIn, b, anyPrefix(is4)}, {dirFwd, b, anyPrefix(is4)}} {
+			d.policies[id] = v
+		}
+	}
+	for _, pr := range d.top {
+		d.problems = append(d.problems, pr.msg)
+	}
+	return d, nil
+}
+
+// tunnels counts the routes of each tunnel.
+func (in *inputs) tunnels() map[routing.Tunnel]int {
+	m := make(map[routing.Tunnel]int)
+	for _, nh := range in.routes {
+		if isTunnelRoute(nh) {
+			m[nh.Tunnel]++
+		}
+	}
+	return m
+}
+
+// isTunnelRoute reports whether a FIB entry goes through a tunnel.
+func isTunnelRoute(nh routing.NextHop) bool { return nh.Tunnel != 0 && !nh.Local }
+
+func prio(base uint32, p netip.Prefix) uint32 {
+	return base + uint32(maxBits(p.Addr().Is4())-p.Bits())
+}
+
+// bypassPolicy is what an allow policy of prefix b says.
+func bypassPolicy(b netip.Prefix, base uint32) pval { return pval{prio: prio(base, b)} }
+
+// computeSAs computes the states of in.sas, with the group endpoints eps
+// and the tunnels the routes use, and what the tunnels decide for the
+// prefixes' policies. It syncs in.reqids.
+func computeSAs(in *inputs, eps groupEndpoints, routeTunnels map[routing.Tunnel]int) (*saLevel, error) {
+	s := &saLevel{
+		states:  make(map[stateID]*kstate),
+		local:   make(map[netip.Addr]bool),
+		tunnels: make(map[routing.Tunnel]tunnelCtx),
+		reach:   make(map[tunnelAddr]netip.Addr),
+	}
 	sas := slices.Clone(in.sas)
 	slices.SortFunc(sas, func(a, b dataplane.SA) int {
 		if c := (reqKey{a.Tunnel, a.Keys.SPI}).compare(reqKey{b.Tunnel, b.Keys.SPI}); c != 0 {
@@ -81,54 +230,46 @@ func compute(in *inputs) (*desired, error) {
 	})
 
 	// Request IDs: one per tunnel of an SA or a route, one per tunnel-less SA.
-	keys := make(map[reqKey]bool)
+	keys := make(map[reqKey]bool, len(sas)+len(routeTunnels))
 	for i := range sas {
 		keys[keyOf(&sas[i])] = true
 	}
-	for _, nh := range in.routes {
-		if nh.Tunnel != 0 && !nh.Local {
-			keys[reqKey{tunnel: nh.Tunnel}] = true
-		}
+	for t := range routeTunnels {
+		keys[reqKey{tunnel: t}] = true
 	}
 	if !in.reqids.sync(keys) {
 		return nil, fmt.Errorf("xfrm: more than %d tunnels", in.reqids.span)
 	}
 
-	local := make(map[netip.Addr]bool)
 	for _, ep := range in.endpoints {
-		local[ep.Addr()] = true
+		s.local[ep.Addr()] = true
 	}
 	for i := range sas {
 		if sas[i].Local.IsValid() {
-			local[sas[i].Local] = true
+			s.local[sas[i].Local] = true
 		}
 	}
 
-	// Remote ESP endpoints of the group tunnels, from the FIB.
-	endpoints := make(map[routing.Tunnel]map[netip.Addr]uint16)
-	for _, nh := range in.routes {
-		if nh.Tunnel == 0 || nh.Local || !nh.Endpoint.IsValid() || local[nh.Endpoint.Addr()] {
-			continue
+	// Remote ESP endpoints of the group tunnels: one state per (address,
+	// SPI), so where routes ask for two ports the higher one wins, which
+	// prefers ESP-in-UDP (it crosses NATs) over raw ESP.
+	endpoints := make(map[routing.Tunnel]map[netip.Addr]uint16, len(eps))
+	for t, m := range eps {
+		e := make(map[netip.Addr]uint16, len(m))
+		for a, r := range m {
+			if s.local[a] {
+				continue
+			}
+			if r.lo != r.hi {
+				s.problem(netip.PrefixFrom(a, a.BitLen()), fmt.Sprintf("endpoint %v: routes ask for ports %d and %d; using %d", a, r.lo, r.hi, r.hi))
+			}
+			e[a] = r.hi
 		}
-		m := endpoints[nh.Tunnel]
-		if m == nil {
-			m = make(map[netip.Addr]uint16)
-			endpoints[nh.Tunnel] = m
-		}
-		addr, port := nh.Endpoint.Addr(), nh.Endpoint.Port()
-		if old, seen := m[addr]; seen && old != port {
-			// One state per (address, SPI): the higher port wins, which
-			// prefers ESP-in-UDP (it crosses NATs) over raw ESP.
-			d.problem(netip.PrefixFrom(addr, addr.BitLen()), "endpoint %v: routes ask for ports %d and %d; using %d", addr, min(old, port), max(old, port), max(old, port))
-			port = max(old, port)
-		}
-		m[addr] = port
+		endpoints[t] = e
 	}
 
 	outSA := make(map[routing.Tunnel]*dataplane.SA)
 	inTmpl := make(map[routing.Tunnel]tmpl)
-	// reach[tunnel][endpoint] is the outer source towards a group endpoint.
-	reach := make(map[routing.Tunnel]map[netip.Addr]netip.Addr)
 	for i := range sas {
 		sa := &sas[i]
 		spi := sa.Keys.SPI
@@ -171,13 +312,13 @@ func compute(in *inputs) (*desired, error) {
 				}
 			}
 			for j, id := range targets {
-				s := &kstate{stateID: id, src: srcs[j], reqid: rid, in: true, encap: encaps[j],
+				k := &kstate{stateID: id, src: srcs[j], reqid: rid, in: true, encap: encaps[j],
 					replay: uint32(min(sa.ReplayWindow, MaxReplayWindow)), sel: selectorOf(sa), keys: &sa.Keys}
-				if err := d.addState(s); err != nil {
+				if err := s.addState(k); err != nil {
 					return nil, err
 				}
 				if _, seen := inTmpl[sa.Tunnel]; !seen && sa.Tunnel != 0 {
-					inTmpl[sa.Tunnel] = tmpl{src: s.src, dst: s.dst, reqid: rid}
+					inTmpl[sa.Tunnel] = tmpl{src: k.src, dst: k.dst, reqid: rid}
 				}
 			}
 		}
@@ -195,7 +336,7 @@ func compute(in *inputs) (*desired, error) {
 			if sa.Peer.Port() != 0 {
 				e = encap{sport: in.localPort(peer.Is4()), dport: sa.Peer.Port()}
 			}
-			if err := d.addState(&kstate{stateID: stateID{peer, spi}, src: l, reqid: rid, encap: e, keys: &sa.Keys}); err != nil {
+			if err := s.addState(&kstate{stateID: stateID{peer, spi}, src: l, reqid: rid, encap: e, keys: &sa.Keys}); err != nil {
 				return nil, err
 			}
 			continue
@@ -206,100 +347,126 @@ func compute(in *inputs) (*desired, error) {
 			addrs = append(addrs, a)
 		}
 		slices.SortFunc(addrs, netip.Addr.Compare)
-		r := make(map[netip.Addr]netip.Addr, len(addrs))
-		reach[sa.Tunnel] = r
 		for _, a := range addrs {
 			l, ok := in.localFor(sa, a)
 			if !ok {
-				d.problem(netip.PrefixFrom(a, a.BitLen()), "endpoint %v of tunnel %d: no local address of its family; its prefixes are blocked", a, sa.Tunnel)
+				s.problem(netip.PrefixFrom(a, a.BitLen()), fmt.Sprintf("endpoint %v of tunnel %d: no local address of its family; its prefixes are blocked", a, sa.Tunnel))
 				continue
 			}
 			var e encap
 			if port := eps[a]; port != 0 {
 				e = encap{sport: in.localPort(a.Is4()), dport: port}
 			}
-			if err := d.addState(&kstate{stateID: stateID{a, spi}, src: l, reqid: rid, encap: e, keys: &sa.Keys}); err != nil {
+			if err := s.addState(&kstate{stateID: stateID{a, spi}, src: l, reqid: rid, encap: e, keys: &sa.Keys}); err != nil {
 				return nil, err
 			}
-			r[a] = l
+			s.reach[tunnelAddr{sa.Tunnel, a}] = l
 		}
 	}
 
-	// Policies.
-	tunnelled := make(map[netip.Prefix]bool, len(in.routes))
-	var candidates []netip.Prefix
-	for p, nh := range in.routes {
-		if nh.Tunnel == 0 || nh.Local {
-			candidates = append(candidates, p)
+	// What each tunnel decides for its prefixes' policies.
+	placeholder := netip.IPv4Unspecified()
+	if len(in.endpoints) > 0 {
+		placeholder = in.endpoints[0].Addr()
+	}
+	for k, rid := range in.reqids.ids {
+		if k.tunnel == 0 {
 			continue
 		}
-		if nh.Endpoint.IsValid() && local[nh.Endpoint.Addr()] && outSA[nh.Tunnel] != nil && !outSA[nh.Tunnel].Peer.IsValid() {
-			// A route back to ourselves: the kernel delivers it locally.
-			d.problem(p, "prefix %v: endpoint %v is this node; not tunnelled", p, nh.Endpoint)
-			continue
-		}
-		tunnelled[p] = true
-		is4 := p.Addr().Is4()
-		prio := in.prioBase + uint32(maxBits(is4)-p.Bits())
-		rid := in.reqids.get(reqKey{tunnel: nh.Tunnel})
-
-		out := kpolicy{policyID: policyID{dirOut, anyPrefix(is4), p}, pval: pval{prio: prio}}
-		switch sa := outSA[nh.Tunnel]; {
-		case sa == nil:
-			out.block = true
-			d.problem(p, "prefix %v: tunnel %d has no outbound SA; blocked", p, nh.Tunnel)
-		case sa.Peer.IsValid():
-			if l, ok := in.localFor(sa, sa.Peer.Addr()); ok {
-				out.tmpl = tmpl{src: l, dst: sa.Peer.Addr(), reqid: rid}
-			} else {
-				out.block = true
-			}
-		case !nh.Endpoint.IsValid():
-			out.block = true
-			d.problem(p, "prefix %v: tunnel %d route has no ESP endpoint; blocked", p, nh.Tunnel)
-		default:
-			if l, ok := reach[nh.Tunnel][nh.Endpoint.Addr()]; ok {
-				out.tmpl = tmpl{src: l, dst: nh.Endpoint.Addr(), reqid: rid}
-			} else {
-				out.block = true
+		c := tunnelCtx{rid: rid}
+		if sa := outSA[k.tunnel]; sa != nil {
+			c.out = outGroup
+			if sa.Peer.IsValid() {
+				c.out = outPeer
+				if l, ok := in.localFor(sa, sa.Peer.Addr()); ok {
+					c.peer = tmpl{src: l, dst: sa.Peer.Addr(), reqid: rid}
+				}
 			}
 		}
-		d.policies[out.policyID] = out.pval
-
-		t, ok := inTmpl[nh.Tunnel]
+		t, ok := inTmpl[k.tunnel]
 		if !ok {
 			// No SA receives this tunnel yet: a template no state
 			// satisfies, so the prefix's packets are accepted only once
 			// one does.
-			dst := netip.IPv4Unspecified()
-			if len(in.endpoints) > 0 {
-				dst = in.endpoints[0].Addr()
-			}
-			t = tmpl{src: anyAddr(dst.Is4()), dst: dst, reqid: rid}
+			t = tmpl{src: anyAddr(placeholder.Is4()), dst: placeholder, reqid: rid}
 		}
-		for _, dir := range []pdir{dirIn, dirFwd} {
-			d.policies[policyID{dir, p, anyPrefix(is4)}] = pval{prio: prio, tmpl: t}
-		}
+		c.in = t
+		s.tunnels[k.tunnel] = c
 	}
+	slices.SortFunc(s.problems, func(a, b problem) int { return comparePrefix(a.at, b.at) })
+	return s, nil
+}
 
-	// Bypass: local and underlay entries, and configured prefixes, that a
-	// shorter tunnelled prefix would otherwise capture. A configured
-	// prefix equal to a tunnelled one replaces its policies.
-	candidates = append(candidates, in.bypass...)
-	for _, b := range candidates {
-		if !coveredBy(b, tunnelled) {
-			continue
-		}
-		is4 := b.Addr().Is4()
-		prio := in.prioBase + uint32(maxBits(is4)-b.Bits())
-		for _, id := range []policyID{{dirOut, anyPrefix(is4), b}, {dirIn, b, anyPrefix(is4)}, {dirFwd, b, anyPrefix(is4)}} {
-			d.policies[id] = pval{prio: prio}
+func (s *saLevel) problem(at netip.Prefix, msg string) {
+	s.problems = append(s.problems, problem{at, msg})
+}
+
+// problemKind says why a tunnelled prefix is not tunnelled as asked.
+type problemKind uint8
+
+const (
+	problemNone      problemKind = iota
+	problemNoSA                  // the tunnel has no outbound SA: blocked
+	problemNoEP                  // the route has no ESP endpoint: blocked
+	problemOurselves             // the endpoint is this node: not tunnelled
+)
+
+// routeProblem is a problem of one prefix, formatted only when reported.
+type routeProblem struct {
+	kind     problemKind
+	tunnel   routing.Tunnel
+	endpoint netip.AddrPort
+}
+
+func (r routeProblem) text(p netip.Prefix) string {
+	switch r.kind {
+	case problemNoSA:
+		return fmt.Sprintf("prefix %v: tunnel %d has no outbound SA; blocked", p, r.tunnel)
+	case problemNoEP:
+		return fmt.Sprintf("prefix %v: tunnel %d route has no ESP endpoint; blocked", p, r.tunnel)
+	case problemOurselves:
+		return fmt.Sprintf("prefix %v: endpoint %v is this node; not tunnelled", p, r.endpoint)
+	}
+	return ""
+}
+
+// prefixPolicies is what a tunnelled FIB entry asks of the kernel.
+type prefixPolicies struct {
+	tunnelled bool // the prefix has tunnel policies (out, and in = fwd)
+	out, in   pval
+	problem   routeProblem
+}
+
+// tunnelPolicies returns the policies of prefix p, whose FIB entry nh goes
+// through a tunnel.
+func (s *saLevel) tunnelPolicies(p netip.Prefix, nh routing.NextHop, prioBase uint32) prefixPolicies {
+	c := s.tunnels[nh.Tunnel]
+	if nh.Endpoint.IsValid() && s.local[nh.Endpoint.Addr()] && c.out == outGroup {
+		// A route back to ourselves: the kernel delivers it locally.
+		return prefixPolicies{problem: routeProblem{kind: problemOurselves, tunnel: nh.Tunnel, endpoint: nh.Endpoint}}
+	}
+	r := prefixPolicies{tunnelled: true}
+	pr := prio(prioBase, p)
+	r.out = pval{prio: pr}
+	switch c.out {
+	case outNone:
+		r.out.block = true
+		r.problem = routeProblem{kind: problemNoSA, tunnel: nh.Tunnel}
+	case outPeer:
+		r.out.tmpl = c.peer
+		r.out.block = !c.peer.ok()
+	default:
+		if !nh.Endpoint.IsValid() {
+			r.out.block = true
+			r.problem = routeProblem{kind: problemNoEP, tunnel: nh.Tunnel}
+		} else if l, ok := s.reach[tunnelAddr{nh.Tunnel, nh.Endpoint.Addr()}]; ok {
+			r.out.tmpl = tmpl{src: l, dst: nh.Endpoint.Addr(), reqid: c.rid}
+		} else {
+			r.out.block = true
 		}
 	}
-	for _, pr := range d.top {
-		d.problems = append(d.problems, pr.msg)
-	}
-	return d, nil
+	r.in = pval{prio: pr, tmpl: c.in}
+	return r
 }
 
 // coveredBy reports whether a tunnelled prefix contains b (or is b).

@@ -9,7 +9,11 @@
 // (prefix → routing.NextHop) the backend computes the XFRM objects it wants
 // and brings the kernel to them ("compute desired, diff against installed,
 // apply"); the same inputs always give the same objects, so Set and every
-// FIB change are idempotent.
+// FIB change are idempotent. The computation is incremental: a FIB change
+// recomputes the policies of its own prefixes (and of the bypass prefixes
+// under them), and the states and the policies of the tunnels and group
+// endpoints whose SA-level decisions it changed, so an update costs in
+// proportion to what it changes, not to the size of the FIB.
 //
 //   - An SA installed In becomes one inbound state per local address it is
 //     received on: the group SA's at every Config.Endpoints address (its
@@ -52,7 +56,11 @@
 //
 // Changes are applied make-before-break: new and changed states first,
 // then policies (replaced in place), then stale policies, then stale
-// states. On Close, and on New for what a previous run left behind, every
+// states. SetEndpoints moves this node's own endpoints (a WAN address
+// change, a MOBIKE move) the same way: the inbound states at the new
+// addresses and the states and policies whose outer source changed are
+// installed before the inbound states at the old addresses go, and what
+// the move does not concern stays as it is. On Close, and on New for what a previous run left behind, every
 // policy in the priority band and every state in the reqid band is
 // removed; two backends in one network namespace need distinct bands.
 //

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -623,6 +624,85 @@ func kernelDatapath(t *testing.T, groupSuite, childSuite transform.ESP, full boo
 		l.set(t, ks, b, group(ks.group, dataplane.Both))
 		l.mustPing(t, a, b, false)
 		l.mustPing(t, a, b, true)
+	})
+	t.Run("wan change", func(t *testing.T) {
+		// b moves to a new IPv4 underlay address (a MOBIKE move, both
+		// addresses up for a while): SetEndpoints moves its IPv4 states
+		// and policies make-before-break, the IPv6 states stay (their
+		// counters go on), and a and c follow b's new endpoint through
+		// their FIBs, as BGP would tell them.
+		moved := netip.MustParseAddr("192.0.2.12")
+		old4 := b.under4
+		b.ns.MustIP("addr", "add", moved.String()+"/24", "dev", "eth0")
+		l.allPairs(t)
+		keep := []stateID{{b.under6, ks.group.SPI}, {a.under6, ks.group.SPI}, {c.under6, ks.group.SPI}}
+		before := stateCounters(t, b)
+		for _, id := range keep {
+			if before[id] == 0 {
+				t.Fatalf("b: state SPI %08x to %v counted nothing before the move", id.spi, id.dst)
+			}
+		}
+		// Endpoints the State cannot live with are refused as a whole.
+		was := b.b.Endpoints()
+		for _, bad := range [][]netip.AddrPort{nil, {netip.MustParseAddrPort("0.0.0.0:4500")}} {
+			if err := b.b.SetEndpoints(bad); err == nil {
+				t.Fatalf("SetEndpoints(%v) accepted with a group SA installed", bad)
+			}
+		}
+		if now := b.b.Endpoints(); !slices.Equal(now, was) {
+			t.Fatalf("a refused SetEndpoints changed the endpoints from %v to %v", was, now)
+		}
+		if kt, err := b.b.KernelText(); err != nil || kt != b.b.Text() {
+			t.Fatalf("after a refused SetEndpoints the kernel holds\n%s\nthe backend meant\n%s", kt, b.b.Text())
+		}
+		if err := b.b.SetEndpoints([]netip.AddrPort{netip.AddrPortFrom(moved, 4500), netip.AddrPortFrom(b.under6, 4500)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []*cpe{a, c} {
+			for _, r := range []routing.Route{
+				{Prefix: b.lan4Prefix(), Endpoint: netip.AddrPortFrom(moved, 4500), Tunnel: 1, Source: routing.SourceBGP, Peer: old4, LocalPref: 100},
+				{Prefix: netip.PrefixFrom(b.overlay, 32), Endpoint: netip.AddrPortFrom(moved, 4500), Tunnel: 2, Source: routing.SourceStatic},
+			} {
+				if r.Tunnel == 2 && x != a {
+					continue
+				}
+				if err := x.fib.Upsert(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			x.applied.waitFor(t, x.name+" following b's new endpoint", func() bool {
+				kt, err := x.b.KernelText()
+				return err == nil && strings.Contains(kt, "dst "+moved.String()+" ")
+			})
+		}
+		b.under4 = moved
+		l.set(t, ks, a, group(ks.group, dataplane.Both)) // a's CHILD_SA follows b (MOBIKE)
+		l.set(t, ks, b, group(ks.group, dataplane.Both))
+		kt, err := b.b.KernelText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(kt, "dst "+old4.String()+" ") || strings.Contains(kt, "src "+old4.String()+" ") {
+			t.Fatalf("b's kernel still uses its old address %v:\n%s", old4, kt)
+		}
+		l.allPairs(t)
+		if ok, out := ping(a, a.overlay, b.overlay, 2); !ok {
+			t.Fatalf("ping over the CHILD_SA after the move failed:\n%s", out)
+		}
+		after := stateCounters(t, b)
+		for _, id := range keep {
+			if after[id] < before[id] {
+				t.Errorf("b: state SPI %08x to %v was replaced (%d packets, %d before the move)", id.spi, id.dst, after[id], before[id])
+			}
+		}
+		// The old address goes; nothing needed it any more. (The new
+		// one is a secondary address of the same subnet: the kernel
+		// deletes it with the primary unless told to promote it.)
+		if out, err := b.ns.Run("sysctl", "-w", "net.ipv4.conf.all.promote_secondaries=1"); err != nil {
+			t.Fatalf("sysctl: %v %s", err, out)
+		}
+		b.ns.MustIP("addr", "del", old4.String()+"/24", "dev", "eth0")
+		l.allPairs(t)
 	})
 	t.Run("close", func(t *testing.T) {
 		for _, x := range l.cpes {

@@ -57,11 +57,16 @@ func diff(have *installed, want *desired) *plan {
 			p.delStates = append(p.delStates, id)
 		}
 	}
+	p.sort()
+	return p
+}
+
+// sort puts each list of p in a fixed order, so plans are reproducible.
+func (p *plan) sort() {
 	byState := func(a, b *kstate) int { return a.stateID.compare(b.stateID) }
 	slices.SortFunc(p.replace, byState)
 	slices.SortFunc(p.addStates, byState)
 	slices.SortFunc(p.policies, func(a, b kpolicy) int { return a.policyID.compare(b.policyID) })
 	slices.SortFunc(p.delPolicies, policyID.compare)
 	slices.SortFunc(p.delStates, stateID.compare)
-	return p
 }
