@@ -146,6 +146,28 @@ func (h *SA) SendInformational(ctx context.Context, notifies []*wire.Notify) err
 	})
 }
 
+// SendInformationalAsync is SendInformational without waiting: it queues
+// the INFORMATIONAL request and returns at once; then is called exactly
+// once with what SendInformational would have returned (nil when the
+// peer's answer arrived, a *ProtocolError, ErrTimeout after the last
+// retransmission, the SA's end). It starts no goroutine and makes no
+// channel per call, for a hub that sends one request to each of thousands
+// of SAs. then runs on the SA's goroutine, so like a Policy hook it must
+// return quickly and must not call blocking methods of this SA; if the SA
+// is already gone it runs before SendInformationalAsync returns.
+func (h *SA) SendInformationalAsync(notifies []*wire.Notify, then func(error)) {
+	if !h.run(func() {
+		cur := h.cur
+		if cur == nil || cur.state == StateDead {
+			then(ErrNotEstablished)
+			return
+		}
+		cur.enqueue(&infoTask{notifies: notifies, then: then})
+	}) {
+		then(h.deadErr())
+	}
+}
+
 // SendInformational is sa.SendInformational, for callers that hold the
 // manager.
 func (m *Manager) SendInformational(ctx context.Context, sa *SA, notifies []*wire.Notify) error {

@@ -25,7 +25,8 @@
 //   - (*Manager).Initiate(ctx, Connection) establishes an IKE SA with its
 //     first CHILD_SA to the first of Connection.Remote that answers.
 //   - *SA is a handle that survives IKE rekeying: Info, Done, Err, Close,
-//     SendInformational, RekeyIKE, RekeyChild, CreateChild, DeleteChild,
+//     SendInformational (and SendInformationalAsync, which calls back
+//     instead of blocking), RekeyIKE, RekeyChild, CreateChild, DeleteChild,
 //     UpdateAddresses (MOBIKE).
 //   - Config.Policy hooks: AssignAddresses/ReleaseAddresses (CP virtual
 //     IPs), NarrowTS (responder traffic selectors; NarrowDefault otherwise),

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -39,6 +40,10 @@ const (
 	// EventChildDown: a CHILD_SA is gone.
 	EventChildDown
 )
+
+// LogValue implements slog.LogValuer: event kinds log by name in every
+// handler, JSON included.
+func (k EventKind) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 func (k EventKind) String() string {
 	switch k {

@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -359,3 +360,54 @@ func waitNoSAs(t testing.TB, m *Manager) {
 }
 
 var _ = netip.Addr{}
+
+// TestSendInformationalAsync: requests queued without waiting go out one at
+// a time (window 1), each callback runs once with the outcome, on no
+// goroutine of its own; the last one, left unanswered, gets ErrTimeout
+// after the retransmissions, and a call on the dead SA gets its end at
+// once.
+func TestSendInformationalAsync(t *testing.T) {
+	seen := make(chan []*wire.Notify, 16)
+	p := newPair(t, func(i, r *Config) {
+		i.Policy.Informational = func(sa *SA, ns []*wire.Notify) { seen <- ns }
+	})
+	_, hub := p.establish(defaultConn())
+	const n = 50
+	results := make(chan error, n+1)
+	g0 := runtime.NumGoroutine()
+	for k := range n {
+		hub.SendInformationalAsync([]*wire.Notify{{NotifyType: 40961, Data: []byte{byte(k)}}}, func(err error) { results <- err })
+	}
+	if g := runtime.NumGoroutine() - g0; g > 4 {
+		t.Fatalf("%d goroutines for %d queued requests", g, n)
+	}
+	for k := range n - 1 {
+		p.expect(wire.Informational, false)
+		p.expect(wire.Informational, true)
+		if err := <-results; err != nil {
+			t.Fatalf("request %d: %v", k, err)
+		}
+		if ns := <-seen; len(ns) != 1 || ns[0].Data[0] != byte(k) {
+			t.Fatalf("request %d carried %v", k, ns)
+		}
+	}
+	// The last request: the CPE never answers.
+	p.next()
+	p.exhaustRetransmits()
+	select {
+	case err := <-results:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("unanswered request: %v", err)
+		}
+	case <-time.After(stepTimeout):
+		t.Fatal("no outcome for the unanswered request")
+	}
+	<-hub.Done()
+	hub.SendInformationalAsync(nil, func(err error) { results <- err })
+	if err := <-results; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("request on the dead SA: %v", err)
+	}
+	if len(results) != 0 {
+		t.Fatal("a callback ran twice")
+	}
+}

@@ -51,6 +51,10 @@ const (
 	StateDead
 )
 
+// LogValue implements slog.LogValuer: states log by name in every handler
+// (docs/LOGGING.md's state field), JSON included.
+func (s State) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
 func (s State) String() string {
 	switch s {
 	case StateConnecting:
@@ -165,6 +169,7 @@ type SA struct {
 	timerAt       time.Time
 	timerGen      uint64
 	dying         bool
+	reason        error  // why it died (die's argument)
 	idKey         string // key in Manager.byID; written under Manager.mu
 	gen           uint64
 	pubKey        *pubKey
@@ -290,6 +295,14 @@ func (h *SA) wait(ctx context.Context, start func() (<-chan error, error)) error
 		}
 		return h.deadErr()
 	}
+}
+
+// deathErr is what deadErr will return once die is done. Executor only.
+func (h *SA) deathErr() error {
+	if h.reason != nil {
+		return h.reason
+	}
+	return ErrClosed
 }
 
 func (h *SA) deadErr() error {
@@ -454,6 +467,7 @@ func (h *SA) die(reason error) {
 		return
 	}
 	h.dying = true
+	h.reason = reason
 	wasUp := !h.established.IsZero()
 	for _, c := range h.children {
 		if c.state != childDeleted {

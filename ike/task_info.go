@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/netip"
 
@@ -16,6 +17,25 @@ type infoTask struct {
 	notifies []*wire.Notify
 	dpd      bool
 	done     chan error
+	// then, when set, gets the outcome instead of done, on the executor
+	// (SendInformationalAsync).
+	then func(error)
+}
+
+// finish reports the outcome once.
+func (t *infoTask) finish(sa *ikeSA, err error) {
+	if t.then != nil {
+		if errors.Is(err, ErrClosed) && sa.h.dying {
+			err = sa.h.deathErr() // what SendInformational would return
+		}
+		f := t.then
+		t.then = nil
+		f(err)
+	}
+	if t.done != nil {
+		t.done <- err
+		t.done = nil
+	}
 }
 
 func (t *infoTask) exchange() wire.ExchangeType { return wire.Informational }
@@ -32,20 +52,11 @@ func (t *infoTask) build(sa *ikeSA) ([]wire.Payload, error) {
 }
 
 func (t *infoTask) process(sa *ikeSA, in *inMsg) error {
-	err := errorNotify(wire.Informational, in.payloads)
-	if t.done != nil {
-		t.done <- err
-		t.done = nil
-	}
+	t.finish(sa, errorNotify(wire.Informational, in.payloads))
 	return nil
 }
 
-func (t *infoTask) abort(sa *ikeSA, err error) {
-	if t.done != nil {
-		t.done <- err
-		t.done = nil
-	}
-}
+func (t *infoTask) abort(sa *ikeSA, err error) { t.finish(sa, err) }
 
 // respondInformational answers an INFORMATIONAL request: deletes, MOBIKE
 // address updates, liveness checks and notifies for the Policy hook.
