@@ -228,7 +228,7 @@ func maxPrefixData(f bgp.RouteFamily, n int) []byte {
 	b := make([]byte, 7)
 	binary.BigEndian.PutUint16(b, afi)
 	b[2] = safi
-	binary.BigEndian.PutUint32(b[3:], uint32(min(n, 1<<31)))
+	binary.BigEndian.PutUint32(b[3:], uint32(min(int64(n), 1<<31))) // n fits: int is at most 64 bits
 	return b
 }
 
