@@ -56,6 +56,24 @@ type Config struct {
 	// Workers is the number of crypto goroutines; 0 means GOMAXPROCS.
 	Workers int
 
+	// Packet buffers, all preallocated (BufferBytes tells how much).
+	// TxBatches and RxBatches are the batches each way (0 means 8; fewer
+	// batches in flight cost latency under load, not correctness). An
+	// outbound batch holds the TUN's batch size of MTU-sized buffers (128
+	// with offloads, 1 without). RxBatchSize is the datagrams one inbound
+	// batch (one recvmmsg) takes (0 means 64, at most 128); its buffers are
+	// 16 KiB when the TUN coalesces TCP segments on write (offloads), else
+	// MTU-sized.
+	TxBatches, RxBatches int
+	RxBatchSize          int
+
+	// NoOffloads opens the kernel TUN without the virtio-net header: no
+	// TSO/GSO super-packets to read, no coalescing (GRO) on write, one
+	// packet per TUN read and MTU-sized inbound buffers. It saves most of
+	// the buffer memory (and the TUN's coalescing state) at the cost of
+	// throughput, for small routers. It has no effect with Config.TUN.
+	NoOffloads bool
+
 	// OnRekeyDue is called once per outbound SA, on its own goroutine, when
 	// the SA passes esp.SoftSeqLimit packets.
 	OnRekeyDue func(spi uint32)
@@ -74,7 +92,10 @@ type Backend struct {
 	conns      []Conn
 	out        [2][2]Conn // [raw][v6]: the socket that sends to an endpoint
 	workers    int
-	batch      int
+	batch      int // outbound batch: the TUN's batch size
+	rxBatch    int // inbound batch: datagrams per recvmmsg
+	txBatches  int
+	rxBatches  int
 	bufSize    int
 	onRekeyDue func(uint32)
 	ikeq       *ikeQueue // IKE datagrams diverted from port 4500
@@ -172,6 +193,18 @@ func New(cfg Config) (*Backend, error) {
 		mtu = m
 	}
 	b.batch = max(1, min(b.tun.BatchSize(), maxBatch))
+	b.txBatches, b.rxBatches = cfg.TxBatches, cfg.RxBatches
+	if b.txBatches <= 0 {
+		b.txBatches = defaultBatches
+	}
+	if b.rxBatches <= 0 {
+		b.rxBatches = defaultBatches
+	}
+	b.rxBatch = cfg.RxBatchSize
+	if b.rxBatch <= 0 {
+		b.rxBatch = defaultRxBatch
+	}
+	b.rxBatch = min(b.rxBatch, maxBatch)
 	b.bufSize = max(2048, esp.Headroom+mtu+esp.Tailroom+64)
 	b.ikeq = newIKEQueue()
 	b.ike = &ikeConn{v: newIKEView(b)}
@@ -403,6 +436,12 @@ func (b *Backend) wildcardUDP() (v4, v6 bool) {
 		}
 	}
 	return v4, v6
+}
+
+// BufferBytes returns the memory the backend's packet buffers take: every
+// batch of both pools, allocated when the backend starts.
+func (b *Backend) BufferBytes() int {
+	return b.txBatches*b.batch*b.bufSize + b.rxBatches*b.rxBatch*b.rxBufSize()
 }
 
 // TUNName returns the name of the TUN device.

@@ -25,10 +25,14 @@
 //
 // Buffers come from bounded pools of batches: when the network or the TUN
 // is slower than the readers, the readers wait; nothing grows. With an
-// offloading TUN the pools hold about 10 MiB (8 outbound batches of 128
-// MTU-sized buffers, 8 inbound batches of 64 16-KiB buffers, so the TUN can
-// coalesce TCP segments on write). The packet path neither allocates nor
-// logs: every dropped packet is counted by reason in Stats.
+// offloading TUN the default pools hold about 10 MiB (8 outbound batches of
+// 128 MTU-sized buffers, 8 inbound batches of 64 16-KiB buffers, so the TUN
+// can coalesce TCP segments on write). Config sets the number of batches
+// and the inbound batch size, and NoOffloads opens the TUN without
+// offloads (one packet per read, MTU-sized buffers: about 1 MiB with the
+// default batches), for routers short of memory; BufferBytes tells what
+// the pools take. The packet path neither allocates nor logs: every
+// dropped packet is counted by reason in Stats.
 //
 // The outer source address is dataplane.SA.Local when set (IP_PKTINFO /
 // IPV6_PKTINFO on each send), else the kernel's choice for the destination.

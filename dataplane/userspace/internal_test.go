@@ -224,3 +224,49 @@ func TestDeliverCounts(t *testing.T) {
 		t.Fatalf("countErrors of nested joins: %d", got)
 	}
 }
+
+// TestBufferConfig checks the pools Config asks for and what BufferBytes
+// reports of them.
+func TestBufferConfig(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		tunBatch      int
+		cfg           Config
+		tx, rx, rxLen int
+		rxBuf         int // 0: MTU-sized
+	}{
+		{"defaults, offloading TUN", 64, Config{}, 8, 8, 64, rxGROBufSize},
+		{"defaults, one packet per read", 1, Config{}, 8, 8, 64, 0},
+		{"small", 64, Config{TxBatches: 2, RxBatches: 3, RxBatchSize: 16}, 2, 3, 16, rxGROBufSize},
+		{"batch capped", 1, Config{RxBatchSize: 1000}, 8, 8, maxBatch, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.FIB = oneRoute{}
+			cfg.TUN = tuntest.NewChannelTUN(c.tunBatch)
+			cfg.Conns = []Conn{idleConn{make(chan struct{})}}
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			b, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			rxBuf := c.rxBuf
+			if rxBuf == 0 {
+				rxBuf = b.bufSize
+			}
+			if len(b.txPool) != c.tx || len(b.rxPool) != c.rx {
+				t.Fatalf("pools %d/%d, want %d/%d", len(b.txPool), len(b.rxPool), c.tx, c.rx)
+			}
+			tx, rx := <-b.txPool, <-b.rxPool
+			b.txPool <- tx
+			b.rxPool <- rx
+			if len(tx.bufs) != c.tunBatch || len(rx.bufs) != c.rxLen || len(rx.bufs[0]) != rxBuf || len(tx.bufs[0]) != b.bufSize {
+				t.Fatalf("batches of %d×%d out, %d×%d in", len(tx.bufs), len(tx.bufs[0]), len(rx.bufs), len(rx.bufs[0]))
+			}
+			if want := c.tx*c.tunBatch*b.bufSize + c.rx*c.rxLen*rxBuf; b.BufferBytes() != want {
+				t.Fatalf("BufferBytes %d, want %d", b.BufferBytes(), want)
+			}
+		})
+	}
+}

@@ -93,7 +93,7 @@ func threeSites(t *testing.T) (core *testenv.Netns, sites []*site) {
 
 // start runs a backend in every CPE namespace with the group SA and FIB
 // routes to the other sites' LANs through their endpoints.
-func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
+func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP, noOffloads bool) {
 	t.Helper()
 	for _, s := range sites {
 		fib := routing.New()
@@ -118,7 +118,7 @@ func start(t *testing.T, sites []*site, outer6, raw bool, suite transform.ESP) {
 		}
 		err := s.cpe.Do(func() error {
 			var err error
-			s.b, err = userspace.New(userspace.Config{FIB: fib, RawESP: raw, Logger: quiet})
+			s.b, err = userspace.New(userspace.Config{FIB: fib, RawESP: raw, NoOffloads: noOffloads, Logger: quiet})
 			return err
 		})
 		if err != nil {
@@ -317,15 +317,19 @@ func TestNetnsThreeCPEs(t *testing.T) {
 		raw    bool
 		suite  transform.ESP
 		mtu    int // underlay MTU; 0 keeps 1500
+		// noOffloads: TUNs without the virtio-net header (one packet per
+		// read, no coalescing, small buffers)
+		noOffloads bool
 	}{
-		{"outer4-udp-cbc", false, false, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 128, Integ: transform.IntegHMACSHA256128}, 0},
-		{"outer4-raw-gcm", false, true, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 0},
-		{"outer6-udp-gcm", true, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 256}, 0},
-		{"outer6-raw-cbc", true, true, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA512256}, 0},
+		{"outer4-udp-cbc", false, false, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 128, Integ: transform.IntegHMACSHA256128}, 0, false},
+		{"outer4-raw-gcm", false, true, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 0, false},
+		{"outer6-udp-gcm", true, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 256}, 0, false},
+		{"outer6-raw-cbc", true, true, transform.ESP{Encr: transform.EncrAESCBC, KeyBits: 256, Integ: transform.IntegHMACSHA512256}, 0, false},
+		{"outer6-udp-gcm-nooffloads", true, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 0, true},
 		// ESP packets bigger than the underlay MTU: UDP GSO refuses the
 		// segments, the backend falls back to plain sends, the kernel
 		// fragments the outer packets.
-		{"outer4-udp-gcm-mtu1280", false, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 1280},
+		{"outer4-udp-gcm-mtu1280", false, false, transform.ESP{Encr: transform.EncrAESGCM16, KeyBits: 128}, 1280, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.mtu != 0 {
@@ -334,8 +338,17 @@ func TestNetnsThreeCPEs(t *testing.T) {
 					core.MustIP("link", "set", fmt.Sprintf("c%d", s.i), "mtu", fmt.Sprint(c.mtu))
 				}
 			}
-			start(t, sites, c.outer6, c.raw, c.suite)
+			start(t, sites, c.outer6, c.raw, c.suite, c.noOffloads)
 			defer stop(sites)
+			if c.noOffloads {
+				// One packet per TUN read: one MTU-sized buffer per
+				// outbound batch, no 16-KiB inbound buffers.
+				for _, s := range sites {
+					if got, limit := s.b.BufferBytes(), 8*(1+64)*2048; got > limit {
+						t.Fatalf("cpe%d: %d octets of buffers without offloads, want at most %d", s.i, got, limit)
+					}
+				}
+			}
 			defer func() {
 				if t.Failed() {
 					for _, s := range sites {

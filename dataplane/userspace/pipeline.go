@@ -39,14 +39,14 @@ type meta struct {
 }
 
 const (
-	txBatches = 8
-	rxBatches = 8
+	// defaultBatches is the number of batches each way (Config).
+	defaultBatches = 8
 	// inlineMax is the largest batch a reader processes itself when
 	// nothing is in flight: a ping or a lone ACK then skips two goroutine
 	// hand-offs, and order is kept because the pipeline is empty.
 	inlineMax = 4
-	// rxBatch is the number of datagrams one recvmmsg asks for.
-	rxBatch = 64
+	// defaultRxBatch is the number of datagrams one recvmmsg asks for.
+	defaultRxBatch = 64
 	// rxGROBufSize is the inbound buffer size when the TUN coalesces TCP
 	// segments on write (GRO, wireguard-go's tun): the first segment of a
 	// flow in a batch becomes the head and needs room for the ones merged
@@ -54,10 +54,19 @@ const (
 	rxGROBufSize = 16 << 10
 )
 
+// rxBufSize is the size of an inbound buffer: room for the TUN to
+// coalesce segments into when it can (a batch size above 1 means offloads).
+func (b *Backend) rxBufSize() int {
+	if b.batch > 1 {
+		return max(b.bufSize, rxGROBufSize)
+	}
+	return b.bufSize
+}
+
 func (b *Backend) newBatch(n int, tx bool) *batch {
 	size := b.bufSize
-	if !tx && b.batch > 1 {
-		size = max(size, rxGROBufSize)
+	if !tx {
+		size = b.rxBufSize()
 	}
 	bt := &batch{
 		bufs:  make([][]byte, n),
@@ -76,17 +85,17 @@ func (b *Backend) newBatch(n int, tx bool) *batch {
 }
 
 func (b *Backend) start() {
-	b.txPool = make(chan *batch, txBatches)
-	for range txBatches {
+	b.txPool = make(chan *batch, b.txBatches)
+	for range b.txBatches {
 		b.txPool <- b.newBatch(b.batch, true)
 	}
-	b.rxPool = make(chan *batch, rxBatches)
-	for range rxBatches {
-		b.rxPool <- b.newBatch(rxBatch, false)
+	b.rxPool = make(chan *batch, b.rxBatches)
+	for range b.rxBatches {
+		b.rxPool <- b.newBatch(b.rxBatch, false)
 	}
-	b.cryptQ = make(chan *batch, txBatches+rxBatches)
-	b.txQ = make(chan *batch, txBatches)
-	b.rxQ = make(chan *batch, rxBatches)
+	b.cryptQ = make(chan *batch, b.txBatches+b.rxBatches)
+	b.txQ = make(chan *batch, b.txBatches)
+	b.rxQ = make(chan *batch, b.rxBatches)
 
 	b.wg.Add(3 + b.workers + len(b.conns))
 	go b.routineReadTUN()

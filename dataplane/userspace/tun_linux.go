@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -32,7 +33,7 @@ func (b *Backend) openTUN(cfg Config, mtu int) error {
 	if name == "" {
 		name = DefaultTUNName
 	}
-	dev, err := tun.CreateTUN(name, mtu)
+	dev, err := createTUN(name, mtu, !cfg.NoOffloads)
 	if err != nil {
 		nl.Close()
 		return fmt.Errorf("dataplane: TUN %s: %w", name, err)
@@ -61,6 +62,36 @@ func (b *Backend) openTUN(cfg Config, mtu int) error {
 		return fmt.Errorf("dataplane: TUN %s: %w", b.tunName, err)
 	}
 	return nil
+}
+
+// createTUN creates a kernel TUN device. With offloads it is wireguard-go's
+// (virtio-net header: TSO/GSO reads, GRO writes, batches); without, the
+// device is opened without the header, which wireguard-go's tun then
+// drives one packet at a time.
+func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
+	if offloads {
+		return tun.CreateTUN(name, mtu)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// Non-blocking before the runtime's poller takes the descriptor.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
 }
 
 // SetRoutes makes the kernel routes through the TUN exactly prefixes
