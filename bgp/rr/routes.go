@@ -195,7 +195,7 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 // operations of one prefix always go to the same worker, in order.
 const (
 	pathWorkers = 4
-	pathQueue   = 4096
+	pathQueue   = 1024
 )
 
 // pathOp is one AddPath or DeletePath, or a barrier.

@@ -35,6 +35,7 @@ func main() {
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after")
 	phased := flag.Bool("phased", false, "establish every session first, then let every CPE announce at once")
 	flag.StringVar(&rrProfile, "rr-cpuprofile", "", "have rr-gobgp / rr-hub write a CPU profile here")
+	flag.StringVar(&rrMemProfile, "rr-memprofile", "", "have rr-gobgp / rr-hub write a heap profile here at the end")
 	flag.Parse()
 	if err := run(*kind, *bin, *n, *k, *port, *timeout, *phased); err != nil {
 		fmt.Fprintln(os.Stderr, "bgpbench:", err)
@@ -42,7 +43,7 @@ func main() {
 	}
 }
 
-var rrProfile string
+var rrProfile, rrMemProfile string
 
 type rrProc struct {
 	cmd   *exec.Cmd
@@ -92,6 +93,9 @@ protocol bgp dyn from cpe { dynamic name "cpe"; }
 	}
 	if rrProfile != "" && kind != "bird" {
 		p.cmd.Args = append(p.cmd.Args, "-cpuprofile", rrProfile)
+	}
+	if rrMemProfile != "" && kind != "bird" {
+		p.cmd.Args = append(p.cmd.Args, "-memprofile", rrMemProfile)
 	}
 	p.cmd.Stderr = os.Stderr
 	out, err := p.cmd.StdoutPipe()

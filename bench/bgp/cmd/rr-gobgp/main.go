@@ -24,6 +24,7 @@ func main() {
 	dynamic := flag.String("dynamic", "127.0.0.0/8", "dynamic neighbor range")
 	mesh := flag.String("mesh", "", "address of another rr-gobgp to mesh with as a non-client iBGP peer (same port)")
 	routerID := flag.String("id", "10.255.255.1", "router ID")
+	flag.StringVar(&memprofile, "memprofile", "", "write a heap profile here when stdin closes")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -40,6 +41,8 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+var memprofile string
 
 func run(listen string, port int, dynamic, mesh, routerID string) error {
 	lg := gblog.NewDefaultLogger()
@@ -82,6 +85,12 @@ func run(listen string, port int, dynamic, mesh, routerID string) error {
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
+	if memprofile != "" {
+		if f, err := os.Create(memprofile); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	s.Stop()
 	return nil
 }

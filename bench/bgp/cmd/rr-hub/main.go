@@ -25,6 +25,7 @@ func main() {
 	n := flag.Int("n", 1000, "CPEs to register")
 	restarting := flag.Bool("restarting", false, "start the group as a restarting speaker (deferral until every CPE sent End-of-RIB)")
 	verbose := flag.Bool("v", false, "log at Info to stderr")
+	memprofile := flag.String("memprofile", "", "write a heap profile here when stdin closes")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -36,13 +37,13 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*listen, *n, *restarting, *verbose); err != nil {
+	if err := run(*listen, *n, *restarting, *verbose, *memprofile); err != nil {
 		fmt.Fprintln(os.Stderr, "rr-hub:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen string, n int, restarting, verbose bool) error {
+func run(listen string, n int, restarting, verbose bool, memprofile string) error {
 	lg := slog.New(slog.DiscardHandler)
 	if verbose {
 		lg = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -68,6 +69,12 @@ func run(listen string, n int, restarting, verbose bool) error {
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
+	if memprofile != "" {
+		if f, err := os.Create(memprofile); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	if st, err := h.Stats(""); err == nil {
 		fmt.Fprintf(os.Stderr, "rr-hub: %+v\n", st)
 	}
