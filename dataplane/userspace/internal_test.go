@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/dataplane/tuntest"
@@ -255,10 +256,22 @@ func TestBufferConfig(t *testing.T) {
 			if rxBuf == 0 {
 				rxBuf = b.bufSize
 			}
-			if len(b.txPool) != c.tx || len(b.rxPool) != c.rx {
-				t.Fatalf("pools %d/%d, want %d/%d", len(b.txPool), len(b.rxPool), c.tx, c.rx)
+			// The readers hold a batch each while they wait: count
+			// capacities, and look at a batch still in a pool.
+			if cap(b.txPool) != c.tx || cap(b.rxPool) != c.rx {
+				t.Fatalf("pools of %d/%d batches, want %d/%d", cap(b.txPool), cap(b.rxPool), c.tx, c.rx)
 			}
-			tx, rx := <-b.txPool, <-b.rxPool
+			var tx, rx *batch
+			select {
+			case tx = <-b.txPool:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no outbound batch in the pool")
+			}
+			select {
+			case rx = <-b.rxPool:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no inbound batch in the pool")
+			}
 			b.txPool <- tx
 			b.rxPool <- rx
 			if len(tx.bufs) != c.tunBatch || len(rx.bufs) != c.rxLen || len(rx.bufs[0]) != rxBuf || len(tx.bufs[0]) != b.bufSize {
