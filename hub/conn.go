@@ -373,9 +373,11 @@ type session struct {
 
 var _ mpsa.Session = (*session)(nil)
 
-// Inform implements mpsa.Session: the INFORMATIONAL exchange runs on a
-// goroutine of its own, owned by the hub, until the CPE answered or the IKE
-// SA died.
+// Inform implements mpsa.Session with the engine's asynchronous
+// INFORMATIONAL request: no goroutine waits for the answer (a group rekey
+// sends thousands at once). The answer is handled on the IKE SA's
+// goroutine: done (the key server's bookkeeping), the metrics and Changed,
+// all without blocking.
 func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 	h := s.h
 	h.informMu.RLock()
@@ -386,7 +388,6 @@ func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 	}
 	h.wg.Add(1)
 	h.informMu.RUnlock()
-	wn := ops.WireNotifies(ns)
 	var spi uint32
 	isPut := false
 	for _, n := range ns {
@@ -394,10 +395,9 @@ func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 			spi, isPut = binary.BigEndian.Uint32(n.SPI), true
 		}
 	}
-	go func() {
+	start := time.Now()
+	s.sa.SendInformationalAsync(ops.WireNotifies(ns), func(err error) {
 		defer h.wg.Done()
-		start := time.Now()
-		err := s.sa.SendInformational(h.ctx, wn)
 		if err == nil {
 			h.metrics.putAcked(time.Since(start))
 		} else {
@@ -409,7 +409,7 @@ func (s *session) Inform(ns []mpsa.Notify, done func(error)) {
 		} else {
 			h.notifyChanged()
 		}
-	}()
+	})
 }
 
 // applyNow asks routineApply to bring the data plane to the current state.

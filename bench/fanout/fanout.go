@@ -213,7 +213,8 @@ func (s *Setup) Rekey(ctx context.Context) (time.Duration, error) {
 }
 
 // Anchor runs one empty INFORMATIONAL exchange (a liveness check, RFC 7296
-// §1.4) with every CPE at once and returns how long until all answered.
+// §1.4) with every CPE at once, through the engine's asynchronous request as
+// the hub sends MPSA_PUT, and returns how long until all answered.
 func (s *Setup) Anchor(ctx context.Context) (time.Duration, error) {
 	sas := s.Hub.IKE().Handles()
 	if len(sas) != s.N {
@@ -225,14 +226,23 @@ func (s *Setup) Anchor(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	for _, sa := range sas {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sa.SendInformational(ctx, nil); err != nil {
+		sa.SendInformationalAsync(nil, func(err error) {
+			if err != nil {
 				errs <- err
 			}
-		}()
+			wg.Done()
+		})
 	}
-	wg.Wait()
+	all := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("fanout: liveness check: %w", ctx.Err())
+	}
 	took := time.Since(start)
 	s.Last = s.cpu().sub(cpu0)
 	close(errs)
