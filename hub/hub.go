@@ -23,6 +23,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/ike/suite"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/mpsa"
+	"github.com/mpsa-vpn/mpsa/mpsa/store"
 	"github.com/mpsa-vpn/mpsa/routing"
 )
 
@@ -60,7 +61,7 @@ type Hub struct {
 	ike      *ike.Manager
 	ikeConns []ikeConn
 	ks       *mpsa.KeyServer
-	store    *mpsa.Store
+	store    *store.Store
 	pools    *pools
 	rr       *rr.Hub // nil without BGP
 	// rrMaxRoutes is the route reflector's route limit per CPE (set
@@ -159,7 +160,7 @@ func New(cfg *configs.Hub, logger *slog.Logger, opts ...Option) (_ *Hub, err err
 		return nil, err
 	}
 	h.pools.sync(cfg, prov.cpes)
-	if h.store, err = mpsa.OpenStore(filepath.Join(cfg.StateDir, StoreFile)); err != nil {
+	if h.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile)); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h.ks, err = mpsa.NewKeyServer(mpsa.KeyServerConfig{Logger: logger, Now: h.clock.Now, Rand: o.rand, Store: h.store,

@@ -128,13 +128,12 @@
 // CPE then reconnects into its new group).
 //
 // Group state (epochs with their SK_d and Nonce, Sender-ID reservations, the
-// provisioned CPEs) lives in a bbolt file opened with OpenStore, mode 0600.
+// provisioned CPEs) lives in a Store; the hub's is a bbolt file (package
+// mpsa/store, mode 0600), kept out of this package so the CPE does not link it.
 // After a restart, AddGroup finds the stored epochs, recomputes what is left
 // of their lifetimes from the stored absolute times and keeps them: the
 // restart forces no rekey, and reconnecting CPEs get the SA they already have,
-// which leaves their data plane untouched. bbolt frees the pages of deleted
-// epochs but does not overwrite them at once; keep the store on storage you
-// trust.
+// which leaves their data plane untouched.
 //
 // # CPE: Member
 //

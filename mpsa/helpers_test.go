@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -230,7 +231,7 @@ func seededRand(seed uint64) *rand.ChaCha8 {
 }
 
 // newTestKeyServer returns a key server on clock with its log in lb.
-func newTestKeyServer(t *testing.T, clock *testClock, store *Store, lb *logBuffer) *KeyServer {
+func newTestKeyServer(t *testing.T, clock *testClock, store Store, lb *logBuffer) *KeyServer {
 	t.Helper()
 	ks, err := NewKeyServer(KeyServerConfig{Logger: lb.logger(), Now: clock.Now, Rand: seededRand(uint64(len(t.Name()))), Store: store})
 	if err != nil {
@@ -252,3 +253,79 @@ func groupStatus(t *testing.T, ks *KeyServer, name string) GroupStatus {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// memStore is a Store in memory, for key server tests that restart the key
+// server (the bbolt file is tested in mpsa/store). It holds the Store
+// contract: it keeps copies, and it remembers the slices it exchanged with
+// the key server so leftKeys can check that the key server wiped them.
+type memStore struct {
+	mu        sync.Mutex
+	groups    map[string][]byte
+	members   map[string]string
+	exchanged [][]byte // records handed out by LoadGroup and passed to SaveGroup
+}
+
+var _ Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{groups: make(map[string][]byte), members: make(map[string]string)}
+}
+
+func (m *memStore) LoadGroup(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.groups[name]
+	if !ok {
+		return nil, nil
+	}
+	c := bytes.Clone(v)
+	m.exchanged = append(m.exchanged, c)
+	return c, nil
+}
+
+func (m *memStore) SaveGroup(name string, record []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.groups[name] = bytes.Clone(record)
+	m.exchanged = append(m.exchanged, record)
+	return nil
+}
+
+func (m *memStore) DeleteGroup(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.groups, name)
+	return nil
+}
+
+func (m *memStore) LoadMembers() (map[string]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.members), nil
+}
+
+func (m *memStore) UpdateMembers(set map[string]string, del []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range del {
+		delete(m.members, n)
+	}
+	maps.Copy(m.members, set)
+	return nil
+}
+
+// leftKeys fails when a record the key server loaded or saved is still
+// readable in its memory (it must wipe both).
+func (m *memStore) leftKeys() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.exchanged) == 0 {
+		return errors.New("memStore: no record was exchanged")
+	}
+	for i, v := range m.exchanged {
+		if !bytes.Equal(v, make([]byte, len(v))) {
+			return fmt.Errorf("memStore: record %d of %d exchanged with the key server was not wiped", i+1, len(m.exchanged))
+		}
+	}
+	return nil
+}

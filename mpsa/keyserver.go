@@ -29,7 +29,7 @@ type KeyServerConfig struct {
 	Logger *slog.Logger     // slog.Default() if nil; gets component=mpsa
 	Now    func() time.Time // time.Now if nil
 	Rand   io.Reader        // crypto/rand.Reader if nil: SPIs, Nonces, SK_d
-	Store  *Store           // nil keeps state in memory only
+	Store  Store            // nil keeps state in memory only (mpsa/store keeps it in a file)
 
 	// RetryMin and RetryMax bound the backoff before MPSA_PUT is sent again
 	// after a failed INFORMATIONAL exchange (the IKE SA still up): RetryMin,
@@ -48,7 +48,7 @@ type KeyServer struct {
 	log      *slog.Logger
 	now      func() time.Time
 	rand     io.Reader
-	store    *Store
+	store    *records // nil without a Store
 	retryMin time.Duration
 	retryMax time.Duration
 
@@ -145,7 +145,6 @@ func NewKeyServer(cfg KeyServerConfig) (*KeyServer, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		rand:     cfg.Rand,
-		store:    cfg.Store,
 		retryMin: cfg.RetryMin,
 		retryMax: cfg.RetryMax,
 		groups:   make(map[string]*group),
@@ -153,6 +152,9 @@ func NewKeyServer(cfg KeyServerConfig) (*KeyServer, error) {
 		retry:    make(map[*cpe]struct{}),
 		spis:     make(map[uint32]struct{}),
 		revoked:  make(map[string]string),
+	}
+	if cfg.Store != nil {
+		ks.store = &records{cfg.Store}
 	}
 	if ks.log == nil {
 		ks.log = slog.Default()

@@ -3,80 +3,53 @@ package mpsa
 import (
 	"errors"
 	"fmt"
-	"os"
-	"time"
-
-	"go.etcd.io/bbolt"
 )
 
-// Store keeps the hub's group state across restarts in a bbolt file: each
-// group's live epochs (SPI, suite, Nonce, SK_d, absolute times, Sender-ID
-// reservations) and which CPE is provisioned in which group. The file is
-// created, and kept, with mode 0600; it holds key material.
+// Store keeps a KeyServer's state across restarts: each group's record (its
+// live epochs with SPI, suite, Nonce, SK_d, absolute times and Sender-ID
+// reservations, encoded and checked by the key server) and which CPE is
+// provisioned in which group. Package mpsa/store implements it with a bbolt
+// file; the hub uses that, and nothing on a CPE links it.
 //
-// Only a KeyServer uses a Store; one Store serves one KeyServer.
-type Store struct {
-	db *bbolt.DB
+// Records hold key material: an implementation keeps them in a file only
+// the daemon can read (mode 0600), returns copies it does not retain (the
+// key server wipes them after decoding), and does not keep the slices
+// passed to SaveGroup after it returns (the key server wipes them too).
+// Only one KeyServer uses a Store.
+type Store interface {
+	// LoadGroup returns the record stored under name, or nil and no error
+	// when there is none.
+	LoadGroup(name string) ([]byte, error)
+	// SaveGroup stores record under name, replacing what was there.
+	SaveGroup(name string, record []byte) error
+	// DeleteGroup removes the record stored under name, if any.
+	DeleteGroup(name string) error
+	// LoadMembers returns the provisioning: CPE name → group name.
+	LoadMembers() (map[string]string, error)
+	// UpdateMembers provisions set (CPE name → group name) and removes del,
+	// atomically.
+	UpdateMembers(set map[string]string, del []string) error
 }
 
-var (
-	bucketGroups  = []byte("groups")
-	bucketMembers = []byte("members")
-)
-
-// StoreFileMode is the permission of the store file.
-const StoreFileMode os.FileMode = 0o600
-
-// OpenStore opens or creates the store at path. An existing file gets its
-// permissions reset to 0600. It fails after a second if another process
-// holds the file.
-func OpenStore(path string) (*Store, error) {
-	db, err := bbolt.Open(path, StoreFileMode, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("mpsa: opening store %s: %w", path, err)
-	}
-	if err := os.Chmod(path, StoreFileMode); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("mpsa: store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketGroups, bucketMembers} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("mpsa: store %s: %w", path, err)
-	}
-	return &Store{db: db}, nil
-}
-
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
-
-// Path returns the file's path.
-func (s *Store) Path() string { return s.db.Path() }
+// records is the key server's view of its Store: group records as values.
+type records struct{ s Store }
 
 // loadGroup returns the stored record of a group, or nil when there is none.
-// The record owns its key material (copied out of the mapped file).
-func (s *Store) loadGroup(name string) (*groupRecord, error) {
-	var rec *groupRecord
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketGroups).Get([]byte(name))
-		if v == nil {
-			return nil
-		}
-		var err error
-		rec, err = decodeGroupRecord(v)
-		return err
-	})
+// The record owns its key material.
+func (r records) loadGroup(name string) (*groupRecord, error) {
+	v, err := r.s.LoadGroup(name)
 	if err != nil {
 		return nil, fmt.Errorf("mpsa: store: group %s: %w", name, err)
 	}
-	if rec != nil && rec.name != name {
+	if v == nil {
+		return nil, nil
+	}
+	defer clear(v)
+	rec, err := decodeGroupRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("mpsa: store: group %s: %w", name, err)
+	}
+	if rec.name != name {
 		rec.wipe()
 		return nil, fmt.Errorf("mpsa: store: record under %q names group %q", name, rec.name)
 	}
@@ -84,67 +57,44 @@ func (s *Store) loadGroup(name string) (*groupRecord, error) {
 }
 
 // saveGroup writes rec, replacing what was stored under its name.
-func (s *Store) saveGroup(rec *groupRecord) error {
+func (r records) saveGroup(rec *groupRecord) error {
 	v, err := rec.encode()
 	if err != nil {
 		return err
 	}
 	defer clear(v)
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketGroups).Put([]byte(rec.name), v)
-	})
-	if err != nil {
+	if err := r.s.SaveGroup(rec.name, v); err != nil {
 		return fmt.Errorf("mpsa: store: saving group %s: %w", rec.name, err)
 	}
 	return nil
 }
 
-func (s *Store) deleteGroup(name string) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketGroups).Delete([]byte(name))
-	})
-	if err != nil {
+func (r records) deleteGroup(name string) error {
+	if err := r.s.DeleteGroup(name); err != nil {
 		return fmt.Errorf("mpsa: store: deleting group %s: %w", name, err)
 	}
 	return nil
 }
 
-// loadMembers returns the provisioning: CPE name → group name.
-func (s *Store) loadMembers() (map[string]string, error) {
-	m := make(map[string]string)
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
-			if len(k) == 0 || len(k) > MaxCPENameLen || len(v) == 0 || len(v) > MaxGroupNameLen {
-				return errors.New("malformed member record")
-			}
-			m[string(k)] = string(v)
-			return nil
-		})
-	})
+// loadMembers returns the provisioning: CPE name → group name, checked
+// against the bounds the key server applies to names.
+func (r records) loadMembers() (map[string]string, error) {
+	m, err := r.s.LoadMembers()
 	if err != nil {
 		return nil, fmt.Errorf("mpsa: store: members: %w", err)
+	}
+	for k, v := range m {
+		if len(k) == 0 || len(k) > MaxCPENameLen || len(v) == 0 || len(v) > MaxGroupNameLen {
+			return nil, errors.New("mpsa: store: members: malformed member record")
+		}
 	}
 	return m, nil
 }
 
 // updateMembers provisions set (CPE → group) and removes del, in one
 // transaction.
-func (s *Store) updateMembers(set map[string]string, del []string) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketMembers)
-		for _, name := range del {
-			if err := b.Delete([]byte(name)); err != nil {
-				return err
-			}
-		}
-		for name, g := range set {
-			if err := b.Put([]byte(name), []byte(g)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+func (r records) updateMembers(set map[string]string, del []string) error {
+	if err := r.s.UpdateMembers(set, del); err != nil {
 		return fmt.Errorf("mpsa: store: members: %w", err)
 	}
 	return nil

@@ -3,13 +3,9 @@ package mpsa
 import (
 	"bytes"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/mpsa-vpn/mpsa/transform"
 )
@@ -134,75 +130,4 @@ func FuzzDecodeGroupRecord(f *testing.F) {
 			t.Fatalf("decode→encode changed the record:\n%x\n%x", v, w)
 		}
 	})
-}
-
-func TestStoreFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "keys.db")
-	if err := os.WriteFile(path, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(path)
-	s, err := OpenStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != StoreFileMode {
-		t.Errorf("mode %v", fi.Mode())
-	}
-	if _, err := OpenStore(path); err == nil {
-		t.Error("second open of a locked store succeeded")
-	}
-	rec := randomRecord(rand.New(rand.NewPCG(1, 1)))
-	rec.name = "acme"
-	if err := s.saveGroup(rec); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.loadGroup("acme")
-	if err != nil || got == nil || got.lastEpoch != rec.lastEpoch || len(got.epochs) != len(rec.epochs) {
-		t.Fatalf("load: %+v %v", got, err)
-	}
-	if none, err := s.loadGroup("other"); none != nil || err != nil {
-		t.Errorf("missing group: %v %v", none, err)
-	}
-	if err := s.updateMembers(map[string]string{"c1": "acme", "c2": "acme"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.updateMembers(map[string]string{"c3": "beta"}, []string{"c1"}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.loadMembers()
-	if err != nil || !reflect.DeepEqual(m, map[string]string{"c2": "acme", "c3": "beta"}) {
-		t.Errorf("members %v %v", m, err)
-	}
-	if err := s.deleteGroup("acme"); err != nil {
-		t.Fatal(err)
-	}
-	if g, _ := s.loadGroup("acme"); g != nil {
-		t.Error("deleted group still stored")
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Damaged record: refused, not installed.
-	s, err = OpenStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ks, err := NewKeyServer(KeyServerConfig{Store: s, Logger: (&logBuffer{}).logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ks.Close()
-	bad := randomRecord(rand.New(rand.NewPCG(2, 2)))
-	bad.name = "acme"
-	v, _ := bad.encode()
-	v[0] = 9
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketGroups).Put([]byte("acme"), v) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := ks.AddGroup(GroupConfig{Name: "acme"}); err == nil {
-		t.Error("AddGroup accepted a damaged record")
-	}
 }
