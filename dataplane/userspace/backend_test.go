@@ -476,10 +476,11 @@ func TestStatsCounters(t *testing.T) {
 			bToA += uint64(len(rep))
 		}
 	}
-	// Received packets are counted once the TUN write returned.
+	// Packets are counted once the TUN write or the socket write
+	// returned, which may be just after the peer saw them.
 	want := func(n *node, tx, txBytes, rx, rxBytes uint64) {
 		t.Helper()
-		waitFor(t, "counters", func() bool { return n.b.Stats().RxPackets >= rx })
+		waitFor(t, "counters", func() bool { st := n.b.Stats(); return st.RxPackets >= rx && st.TxPackets >= tx })
 		st := n.b.Stats()
 		if st.TxPackets != tx || st.TxBytes != txBytes || st.RxPackets != rx || st.RxBytes != rxBytes || len(st.Drops) != 0 {
 			t.Fatalf("stats %+v, want tx %d/%d octets, rx %d/%d octets, no drops", st, tx, txBytes, rx, rxBytes)

@@ -371,7 +371,10 @@ func TestNetnsThreeCPEs(t *testing.T) {
 			// octets), half IPv6 (104). The kernel TUN reports octets
 			// from Write; they must not be taken for packets.
 			for _, s := range sites {
-				waitFor(t, fmt.Sprintf("cpe%d's counters", s.i), func() bool { return s.b.Stats().RxPackets >= 24 })
+				waitFor(t, fmt.Sprintf("cpe%d's counters", s.i), func() bool {
+					st := s.b.Stats()
+					return st.RxPackets >= 24 && st.TxPackets >= 24
+				})
 				st := s.b.Stats()
 				if st.RxPackets != 24 || st.TxPackets != 24 || st.RxBytes != 12*84+12*104 || st.TxBytes != 12*84+12*104 {
 					t.Fatalf("cpe%d stats %+v, want 24 packets of 2256 octets each way", s.i, st)
