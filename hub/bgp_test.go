@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -35,6 +36,14 @@ func freePort(t testing.TB, addr string) uint16 {
 // routes it learns.
 func startSpeaker(t testing.TB, ctx context.Context, asn uint32, from, to netip.AddrPort, endpoint netip.AddrPort, prefixes ...string) *speakertest.Sink {
 	t.Helper()
+	sink, _ := startSpeakerStats(t, ctx, asn, from, to, endpoint, prefixes...)
+	return sink
+}
+
+// startSpeakerStats is startSpeaker that also returns the speaker, for its
+// counters.
+func startSpeakerStats(t testing.TB, ctx context.Context, asn uint32, from, to netip.AddrPort, endpoint netip.AddrPort, prefixes ...string) (*speakertest.Sink, *speaker.Speaker) {
+	t.Helper()
 	sink := speakertest.NewSink()
 	var ps []netip.Prefix
 	for _, p := range prefixes {
@@ -58,7 +67,7 @@ func startSpeaker(t testing.TB, ctx context.Context, asn uint32, from, to netip.
 		cancel()
 		<-done
 	})
-	return sink
+	return sink, sp
 }
 
 func waitRoutes(t testing.TB, sink *speakertest.Sink, what string, cond func(map[netip.Prefix]routing.Route) bool) {
@@ -207,6 +216,7 @@ func TestBGPRestart(t *testing.T) {
 	outer := netip.AddrPortFrom(loop4, 0)
 	ctx := context.Background()
 	var sinks []*speakertest.Sink
+	var speakers []*speaker.Speaker
 	var vips []netip.AddrPort
 	for i, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
 		c := newCPE(t, th, id, cpeOpts{})
@@ -216,7 +226,8 @@ func TestBGPRestart(t *testing.T) {
 		}
 		vip := netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0)
 		vips = append(vips, vip)
-		sinks = append(sinks, startSpeaker(t, ctx, asn, vip, hubAcme, outer, []string{"10.1.0.0/24", "10.2.0.0/24"}[i]))
+		sink, sp := startSpeakerStats(t, ctx, asn, vip, hubAcme, outer, []string{"10.1.0.0/24", "10.2.0.0/24"}[i])
+		sinks, speakers = append(sinks, sink), append(speakers, sp)
 	}
 	has := func(p string) func(map[netip.Prefix]routing.Route) bool {
 		return func(r map[netip.Prefix]routing.Route) bool { _, ok := r[mustPrefix(p)]; return ok }
@@ -245,6 +256,14 @@ func TestBGPRestart(t *testing.T) {
 	waitRoutes(t, sinks[1], "cpe2 still has cpe1's route", has("10.1.0.0/24"))
 	if sinks[0].Withdrawals() != w0 || sinks[1].Withdrawals() != w1 {
 		t.Errorf("routes withdrawn across the hub restart: %d, %d", sinks[0].Withdrawals()-w0, sinks[1].Withdrawals()-w1)
+	}
+	// Each CPE got the restarted hub's table and End-of-RIB: nothing it
+	// kept across the restart is still stale.
+	for i, sp := range speakers {
+		pollFor(t, fmt.Sprintf("cpe%d's End-of-RIB from the restarted hub", i+1), func() bool {
+			st := sp.Stats()
+			return st.StaleRoutes == 0 && st.RoutesLearned == 1
+		})
 	}
 }
 
