@@ -135,7 +135,12 @@ func (u *UDPConn) SourceAddr(dst netip.AddrPort) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("ike: no route lookup for %v on %v", dst, u.local)
 	}
 	// Connecting a UDP socket only chooses the route and source address;
-	// nothing is sent.
+	// nothing is sent. A socket connected before keeps the source address
+	// of its first connect (Linux fills the source only when it has none):
+	// dissolve the previous association first (connect to AF_UNSPEC).
+	if err := disconnect(fd); err != nil {
+		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
+	}
 	if err := unix.Connect(fd, sa); err != nil {
 		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
 	}

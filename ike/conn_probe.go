@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,4 +81,16 @@ func makeProbes(probes *[2]int, v6 bool) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1)
 		probes[i] = fd
 	}
+}
+
+// disconnect dissolves a UDP socket's association: connect(2) to an
+// AF_UNSPEC address, which also forgets the source address the previous
+// connect chose (unless the socket was bound to one).
+func disconnect(fd int) error {
+	sa := unix.RawSockaddrInet6{Family: unix.AF_UNSPEC}
+	_, _, errno := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
