@@ -117,15 +117,15 @@ secrets { ike-1 { secret = %q } }
 	initiator := swantest.Start(t, lab.I, swantest.Config{Name: "init", Swanctl: initConf.String(), Log: keyLog})
 
 	// Capture IKE (port 500, and 4500 with the non-ESP marker) on the
-	// initiator's link: 4 messages per IKE SA.
-	want := 4 * len(sswCases)
-	capture := swantest.StartCapture(t, lab.I, "v-i", want, "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
+	// initiator's link until it holds the 4 messages of every IKE SA
+	// (retransmissions under load may come on top).
+	capture := swantest.StartCapture(t, lab.I, "v-i", 0, "udp port 500 or (udp port 4500 and udp[8:4] = 0)")
 	for i := range sswCases {
 		initiator.MustSwanctl("--initiate", "--ike", fmt.Sprintf("c%d", i), "--child", fmt.Sprintf("c%d-net", i), "--timeout", "30")
 	}
-	capture.Wait(t, 30*time.Second)
-
-	msgs := readIKEPcap(t, capture.Path)
+	msgs := ikeMessages(capture.WaitFor(t, 30*time.Second, func(ds []swantest.Datagram) bool {
+		return completeExchanges(ikeMessages(ds)) >= len(sswCases)
+	}))
 	logs := parseCharonLog(t, initiator.LogPath())
 	claimed := map[uint64]bool{}
 	for i, c := range sswCases {
@@ -306,14 +306,9 @@ func one(t *testing.T, log map[string][][]byte, label string) []byte {
 	return v[0]
 }
 
-// readIKEPcap reads the IKE messages of a capture, removing the non-ESP
-// marker on port 4500.
-func readIKEPcap(t *testing.T, path string) []ikeMsg {
-	t.Helper()
-	ds, err := swantest.ReadPcap(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+// ikeMessages returns the IKE messages of captured datagrams, removing the
+// non-ESP marker on port 4500.
+func ikeMessages(ds []swantest.Datagram) []ikeMsg {
 	var out []ikeMsg
 	for _, d := range ds {
 		payload := d.Payload
@@ -328,6 +323,33 @@ func readIKEPcap(t *testing.T, path string) []ikeMsg {
 		}
 	}
 	return out
+}
+
+// completeExchanges counts the IKE SAs (by SPIi) of which msgs hold the
+// IKE_SA_INIT and IKE_AUTH requests and responses.
+func completeExchanges(msgs []ikeMsg) int {
+	seen := map[uint64]int{} // SPIi -> bit set of the four messages
+	for _, m := range msgs {
+		bit := 0
+		switch m.exchange() {
+		case 34:
+		case 35:
+			bit = 2
+		default:
+			continue
+		}
+		if m.isResponse() {
+			bit++
+		}
+		seen[m.spiI()] |= 1 << bit
+	}
+	n := 0
+	for _, b := range seen {
+		if b == 0xf {
+			n++
+		}
+	}
+	return n
 }
 
 var (

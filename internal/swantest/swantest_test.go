@@ -93,6 +93,17 @@ func TestParsePcap(t *testing.T) {
 	if _, err := parsePcap(bytes.NewReader([]byte("not a pcap"))); err == nil {
 		t.Fatal("garbage accepted")
 	}
+	huge := pcapFile(udpFrame(a, b, []byte("x")))
+	binary.LittleEndian.PutUint32(huge[24+8:], maxRecord+1)
+	if _, err := parsePcap(bytes.NewReader(huge)); err == nil {
+		t.Fatal("record over the snap length accepted")
+	}
+	// A stream hands each datagram over as its record arrives.
+	var n int
+	stream := pcapFile(udpFrame(a, b, []byte("first")), udpFrame(b, a, []byte("second")))
+	if err := readPcap(bytes.NewReader(stream), func(Datagram) { n++ }); err != nil || n != 2 {
+		t.Fatalf("stream: %d datagrams, %v", n, err)
+	}
 }
 
 // FuzzParseListSAs: swanctl's output never makes the parser panic.
