@@ -168,7 +168,7 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	setSource(p, g.hub.cfg.ASN, a.src)
 	c.routes[pfx] = a
 	g.stats.accepted.Add(1)
-	g.submitLocked(pfx, pathOp{add: &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}, id: c.ID})
+	g.submitLocked(c, pathOp{add: &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}, id: c.ID})
 }
 
 // withdrawLocked removes the hub's path for a CPE prefix, if there is one.
@@ -184,7 +184,7 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 	}
 	p.Identifier = c.pathID
 	setSource(p, g.hub.cfg.ASN, a.src) // a withdrawal only matches a path of the same source
-	g.submitLocked(pfx, pathOp{del: &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}, id: c.ID})
+	g.submitLocked(c, pathOp{del: &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}, id: c.ID})
 }
 
 // Path operations run on pathWorkers goroutines, so that GoBGP's event
@@ -192,7 +192,8 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 // event handler, each AddPath waited for the loop to finish the previous
 // path's fan-out and for the handler to be scheduled again, which on a
 // busy machine doubled the wall time of a full-mesh convergence. The
-// operations of one prefix always go to the same worker, in order.
+// operations of one CPE always go to the same worker, in order (a path is
+// identified by the CPE's path identifier and its prefix).
 const (
 	pathWorkers = 4
 	pathQueue   = 1024
@@ -235,17 +236,14 @@ func (g *group) routinePaths(ops chan pathOp) {
 	}
 }
 
-// submitLocked queues an operation on the worker of its prefix.
-func (g *group) submitLocked(pfx netip.Prefix, op pathOp) {
+// submitLocked queues an operation on the worker of its CPE. Ops of one
+// CPE stay in order; a CPE's routes of one UPDATE reach GoBGP back to
+// back, so its send loops can pack them as they pack a reflected UPDATE.
+func (g *group) submitLocked(c *cpeState, op pathOp) {
 	if g.closed {
 		return
 	}
-	a := pfx.Addr().As16()
-	h := uint32(pfx.Bits())
-	for _, b := range a {
-		h = h*31 + uint32(b)
-	}
-	g.ops[h%pathWorkers] <- op
+	g.ops[c.pathID%pathWorkers] <- op
 }
 
 // barrierLocked runs f once every operation queued so far has been applied.

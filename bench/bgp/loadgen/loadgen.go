@@ -225,6 +225,15 @@ func (c *CPEs) Incremental(ctx context.Context) (time.Duration, error) {
 	}
 }
 
+// UpdatesIn is the number of UPDATE messages the CPEs received so far.
+func (c *CPEs) UpdatesIn() uint64 {
+	var n uint64
+	for _, sp := range c.speakers {
+		n += sp.Stats().UpdatesIn
+	}
+	return n
+}
+
 // Stop ends every speaker.
 func (c *CPEs) Stop() {
 	c.cancel()

@@ -250,6 +250,7 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	}
 	cpu1 := cpu()
 	self1 := selfCPU()
+	updates := cpes.UpdatesIn()
 	rssMesh, _ := rss()
 	inc, err := cpes.Incremental(ctx)
 	if err != nil {
@@ -262,9 +263,9 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	if phased {
 		mode = "phased"
 	}
-	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs\n",
+	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs updates_in=%d\n",
 		kind, mode, n, k, up.Seconds(), mesh.Seconds(), float64(inc.Microseconds())/1000,
 		(cpu1 - cpu0).Seconds(), float64((cpu1-cpu0).Microseconds())/float64(n*(n-1)*k),
-		rssMesh, rssNow, hwm, (self1 - self0).Seconds())
+		rssMesh, rssNow, hwm, (self1 - self0).Seconds(), updates)
 	return nil
 }
