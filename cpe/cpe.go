@@ -85,7 +85,6 @@ type CPE struct {
 	lastErr  error  // why the last attempt failed
 	nextTry  time.Time
 	notifyCh chan struct{} // closed and replaced at every change (Wait)
-	wanLocal [2]netip.Addr // IPv4, IPv6 WAN address last moved to (MOBIKE)
 	tunnel   tunnel        // the way to the hub's BGP port, as routineMain set it up
 	bgpConns map[*trackedConn]struct{}
 	bgpReset bool // the speaker must be restarted (new BGP settings)
@@ -99,7 +98,6 @@ type CPE struct {
 
 	nlWAN *netlink.Handle // routineMOBIKE's
 	keys  *keylog.Writer  // key_export files; nil when off
-	nat   *natPump        // reads the data plane's NAT-T conn, if it has one
 	opsMu sync.Mutex      // serialises opening and closing the listeners
 }
 
@@ -211,9 +209,6 @@ func (c *CPE) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.dp = dp
 	c.mu.Unlock()
-	if dp.IKEConn != nil {
-		c.nat = newNATPump(dp.IKEConn)
-	}
 	defer c.closeDataplane(dp)
 
 	eng, err := c.newEngine(cfg, dp)
@@ -295,10 +290,6 @@ func (c *CPE) netlinkHandle() (*netlink.Handle, error) {
 func (c *CPE) closeDataplane(dp *Dataplane) {
 	if err := dp.Backend.Close(); err != nil {
 		c.log.Warn("closing the data plane", "err", err)
-	}
-	if c.nat != nil {
-		dp.IKEConn.Close()
-		<-c.nat.done
 	}
 	c.mu.Lock()
 	c.dp = nil

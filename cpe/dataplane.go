@@ -3,12 +3,12 @@ package cpe
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"syscall"
 
 	"github.com/mpsa-vpn/mpsa/configs"
 	"github.com/mpsa-vpn/mpsa/dataplane"
+	"github.com/mpsa-vpn/mpsa/ike"
 )
 
 // Dataplane is a data plane as the CPE drives it: the backend plus what the
@@ -19,10 +19,13 @@ type Dataplane struct {
 	// Name says which backend it is, for logs and status ("userspace",
 	// "xfrm", or what a test calls it).
 	Name string
-	// IKEConn, when set, is the port-4500 conn IKE shares with the backend
-	// (the userspace backend owns that socket); nil: IKE opens its own
-	// port-4500 sockets.
-	IKEConn net.PacketConn
+	// NATT, when set, returns a new conn on the port-4500 sockets IKE
+	// shares with the backend (the userspace backend owns them), for one
+	// IKE engine: it reports the local address of each datagram and sends
+	// from a chosen one (an ike.SourceAddrConn, so NAT detection hashes
+	// real addresses); its Close ends only that conn. nil: IKE opens its
+	// own port-4500 sockets.
+	NATT func() (ike.Conn, error)
 	// PrepareIKESocket, when set, is applied to IKE's own port-4500 sockets
 	// (the xfrm backend: UDP_ENCAP_ESPINUDP and bypass policies).
 	PrepareIKESocket func(syscall.Conn) error
@@ -51,7 +54,7 @@ var errNoBackend = errors.New("cpe: data plane backend left out of this build")
 
 // buildDataplane chooses and starts the configured backend.
 func (c *CPE) buildDataplane(ctx context.Context, cfg *configs.CPE) (*Dataplane, error) {
-	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.base, Netns: c.o.netns, InNetns: c.inNetns}
+	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.base, Netns: c.o.netns, InNetns: c.inNetns, Changed: c.dataplaneChanged}
 	if c.o.dataplane != nil {
 		return c.o.dataplane(env)
 	}
@@ -74,6 +77,17 @@ func (c *CPE) buildDataplane(ctx context.Context, cfg *configs.CPE) (*Dataplane,
 		c.log.Info("data plane: using userspace", "reason", err.Error(), "state", "userspace")
 	}
 	return newUserspace(env)
+}
+
+// dataplaneChanged wakes routineMain when the data plane may have become
+// ready for the tunnel to the hub while that tunnel waits for it.
+func (c *CPE) dataplaneChanged() {
+	c.mu.Lock()
+	waiting := c.sa != nil && !c.tunnel.up
+	c.mu.Unlock()
+	if waiting {
+		c.kick()
+	}
 }
 
 // rawESPFor reports whether the configuration wants raw ESP sockets.

@@ -6,10 +6,16 @@ import (
 	"context"
 
 	"github.com/mpsa-vpn/mpsa/dataplane/userspace"
+	"github.com/mpsa-vpn/mpsa/ike"
 )
 
+// The backend's NAT-T conn tells the engine each datagram's local address
+// and the source address towards a peer.
+var _ ike.SourceAddrConn = (*userspace.NATTConn)(nil)
+
 // newUserspace starts the userspace backend: a TUN device named and sized
-// as configured, ESP-in-UDP on port 4500 (shared with IKE) and, unless the
+// as configured, ESP-in-UDP on port 4500 (shared with IKE: each engine
+// gets its own NATTConn) and, unless the
 // configuration wants UDP only, raw ESP sockets. Without the privilege for
 // raw sockets it falls back to UDP.
 func newUserspace(env DataplaneEnv) (*Dataplane, error) {
@@ -42,7 +48,7 @@ func newUserspace(env DataplaneEnv) (*Dataplane, error) {
 	return &Dataplane{
 		Backend:    b,
 		Name:       "userspace",
-		IKEConn:    b.IKEConn(),
+		NATT:       func() (ike.Conn, error) { return b.NATT(), nil },
 		Interface:  b.TUNName(),
 		BindDevice: b.TUNName(),
 		RawESP:     raw,

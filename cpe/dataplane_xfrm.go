@@ -3,7 +3,6 @@
 package cpe
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -11,37 +10,45 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/dataplane/xfrm"
 )
 
 func probeXFRM(netns string) error { return xfrm.Probe(netns) }
 
-// xfrmPlane is the kernel data plane. xfrm.Config.Endpoints (where group
-// SAs are received) is fixed when a backend is made, so the plane makes a
-// new backend whenever the CPE's ESP endpoints change (after MOBIKE); the
-// CPE sets its State again right after.
+// xfrmPlane is the kernel data plane: one xfrm.Backend for the CPE's
+// lifetime. When the CPE's ESP endpoints change (after MOBIKE) the backend
+// moves its states and policies make-before-break (SetEndpoints).
 type xfrmPlane struct {
 	env DataplaneEnv
+	b   *xfrm.Backend
 
-	mu        sync.Mutex // guards the following
-	b         *xfrm.Backend
+	mu        sync.Mutex // guards endpoints; serialises SetEndpoints
 	endpoints []netip.AddrPort
-	closed    bool
 }
-
-var _ dataplane.Backend = (*xfrmPlane)(nil)
 
 // newXFRM returns the kernel data plane. Overlay addresses go on the
 // loopback device; IKE keeps its own port-4500 sockets, prepared for the
 // kernel's ESP-in-UDP decapsulation.
 func newXFRM(env DataplaneEnv) (*Dataplane, error) {
 	p := &xfrmPlane{env: env}
-	if err := p.reopen(nil); err != nil {
+	b, err := xfrm.New(xfrm.Config{
+		Netns:  env.Netns,
+		Routes: env.FIB,
+		Logger: env.Logger,
+		// The backend follows the FIB on its own goroutine: a policy
+		// Ready waits for may come after the reconcile that asked.
+		Applied: func(error) {
+			if env.Changed != nil {
+				env.Changed()
+			}
+		},
+	})
+	if err != nil {
 		return nil, err
 	}
+	p.b = b
 	return &Dataplane{
-		Backend:          p,
+		Backend:          b,
 		Name:             "xfrm",
 		PrepareIKESocket: xfrm.PrepareIKESocket,
 		Interface:        "lo",
@@ -51,63 +58,19 @@ func newXFRM(env DataplaneEnv) (*Dataplane, error) {
 	}, nil
 }
 
-func (p *xfrmPlane) reopen(eps []netip.AddrPort) error {
-	b, err := xfrm.New(xfrm.Config{
-		Netns:     p.env.Netns,
-		Routes:    p.env.FIB,
-		Endpoints: eps,
-		Logger:    p.env.Logger,
-	})
-	if err != nil {
-		return err
-	}
-	if p.b != nil {
-		p.b.Close()
-	}
-	p.b, p.endpoints = b, slices.Clone(eps)
-	return nil
-}
-
+// setEndpoints hands the backend this node's new ESP endpoints; the same
+// ones again cost nothing.
 func (p *xfrmPlane) setEndpoints(eps []netip.AddrPort) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || slices.Equal(eps, p.endpoints) {
+	if p.endpoints != nil && slices.Equal(eps, p.endpoints) {
 		return nil
 	}
-	// Close first: the new backend removes what is left in its bands.
-	p.b.Close()
-	p.b = nil
-	return p.reopen(eps)
-}
-
-func (p *xfrmPlane) Set(st *dataplane.State) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.b == nil {
-		return net.ErrClosed
+	if err := p.b.SetEndpoints(eps); err != nil {
+		return err
 	}
-	return p.b.Set(st)
-}
-
-func (p *xfrmPlane) Stats() dataplane.Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.b == nil {
-		return dataplane.Stats{}
-	}
-	return p.b.Stats()
-}
-
-func (p *xfrmPlane) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	if p.b == nil {
-		return nil
-	}
-	err := p.b.Close()
-	p.b = nil
-	return err
+	p.endpoints = slices.Clone(eps)
+	return nil
 }
 
 // ready reports whether the kernel has an outbound policy with templates

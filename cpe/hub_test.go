@@ -156,7 +156,8 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 			t.Fatal(err)
 		}
 		h.dp = b
-		pc = b.IKEConn()
+		// The backend's NAT-T conn: real local addresses (IP_PKTINFO).
+		nattConn = b.NATT()
 		sub := h.fib.Subscribe()
 		ctx, cancel := context.WithCancel(context.Background())
 		h.stopFollow = func() { cancel(); sub.Close() }
@@ -234,7 +235,8 @@ func (h *testHub) stop() {
 }
 
 // fixedDst reports the hub's own address as the destination of datagrams
-// on the shared NAT-T conn (which cannot tell), so NAT detection sees none.
+// on the in-memory hub's stand-in NAT-T socket (a net.PacketConn, which
+// cannot tell), so NAT detection sees none.
 type fixedDst struct {
 	*ops.PacketConn
 	addrs []netip.AddrPort

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/configs"
@@ -166,8 +164,12 @@ func (c *CPE) openIKESockets(m *ike.Manager, dp *Dataplane) error {
 		}
 		m.AddConn(u, false)
 	}
-	if c.nat != nil {
-		m.AddConn(newSharedConn(c.nat, c.localFor), true)
+	if dp.NATT != nil {
+		u, err := dp.NATT()
+		if err != nil {
+			return fmt.Errorf("cpe: NAT-T conn: %w", err)
+		}
+		m.AddConn(u, true)
 		return nil
 	}
 	for _, f := range families {
@@ -458,21 +460,6 @@ func (c *CPE) onInformational(_ *ike.SA, ns []*wire.Notify) {
 	c.notify() // counters changed either way
 }
 
-// localFor returns this CPE's current WAN address of a's family: where the
-// hub's datagrams on the shared NAT-T socket were sent to (that socket
-// cannot tell).
-func (c *CPE) localFor(a netip.Addr) netip.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if w := c.wanLocal[familyIndex(a)]; w.IsValid() {
-		return w
-	}
-	if info, ok := c.infos[c.sa]; ok && familyOf(info.Local.Addr()) == familyOf(a) && !info.Local.Addr().IsUnspecified() {
-		return info.Local.Addr()
-	}
-	return netip.Addr{}
-}
-
 func familyIndex(a netip.Addr) int {
 	if a.Is4() {
 		return 0
@@ -497,107 +484,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// natPump reads the NAT-T conn a data plane owns (userspace.Backend.IKEConn)
-// for as long as the data plane lives, so that engines can come and go
-// (a rebuilt engine closes its conns) without closing the data plane's.
-// Datagrams wait in a bounded queue; when it is full they are dropped
-// (IKE retransmits).
-type natPump struct {
-	pc   net.PacketConn
-	in   chan natDatagram
-	done chan struct{} // closed when pc failed (the data plane closed it)
-}
-
-type natDatagram struct {
-	b   []byte
-	src netip.AddrPort
-}
-
-const natQueue = 64
-
-func newNATPump(pc net.PacketConn) *natPump {
-	p := &natPump{pc: pc, in: make(chan natDatagram, natQueue), done: make(chan struct{})}
-	go p.routineRead()
-	return p
-}
-
-func (p *natPump) routineRead() {
-	defer close(p.done)
-	buf := make([]byte, 65536)
-	for {
-		n, addr, err := p.pc.ReadFrom(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
-		ua, ok := addr.(*net.UDPAddr)
-		if !ok {
-			continue
-		}
-		ap := ua.AddrPort()
-		select {
-		case p.in <- natDatagram{b: bytes.Clone(buf[:n]), src: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}:
-		default:
-		}
-	}
-}
-
-// sharedConn is one engine's view of the NAT-T conn behind a natPump. Its
-// Close ends the engine's reads and leaves the conn open for the next
-// engine. The destination address of each datagram is the CPE's current
-// WAN address of its family (the data plane's socket cannot tell).
-type sharedConn struct {
-	p      *natPump
-	local  netip.AddrPort
-	dst    func(netip.Addr) netip.Addr
-	closed chan struct{}
-	once   sync.Once
-}
-
-var _ ike.Conn = (*sharedConn)(nil)
-
-func newSharedConn(p *natPump, dst func(netip.Addr) netip.Addr) *sharedConn {
-	s := &sharedConn{p: p, dst: dst, closed: make(chan struct{})}
-	if ua, ok := p.pc.LocalAddr().(*net.UDPAddr); ok {
-		ap := ua.AddrPort()
-		s.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return s
-}
-
-func (s *sharedConn) ReadPacket(b []byte) (int, netip.AddrPort, netip.AddrPort, error) {
-	select {
-	case d := <-s.p.in:
-		n := copy(b, d.b)
-		var dst netip.AddrPort
-		if a := s.dst(d.src.Addr()); a.IsValid() {
-			dst = netip.AddrPortFrom(a, s.local.Port())
-		}
-		return n, d.src, dst, nil
-	case <-s.closed:
-	case <-s.p.done:
-	}
-	return 0, netip.AddrPort{}, netip.AddrPort{}, net.ErrClosed
-}
-
-func (s *sharedConn) WritePacket(b []byte, _, dst netip.AddrPort) error {
-	select {
-	case <-s.closed:
-		return net.ErrClosed
-	default:
-	}
-	_, err := s.p.pc.WriteTo(b, net.UDPAddrFromAddrPort(dst))
-	return err
-}
-
-func (s *sharedConn) LocalAddr() netip.AddrPort { return s.local }
-
-// Close ends the engine's reads without closing the data plane's conn.
-func (s *sharedConn) Close() error {
-	s.once.Do(func() { close(s.closed) })
-	return nil
-}

@@ -36,11 +36,12 @@ func newLoopbackCPE(t *testing.T, cfg *configs.CPE, hubNATT uint16, opts ...Opti
 	t.Helper()
 	l := &loopbackCPE{mem: memory.New()}
 	factory := func(env DataplaneEnv) (*Dataplane, error) {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+		// A NAT-T socket of its own for each engine, as a backend that owns
+		// port 4500 gives each engine its own conn; the engine closes it.
+		natt := func() (ike.Conn, error) {
+			return ike.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"))
 		}
-		return &Dataplane{Backend: &closingBackend{Backend: l.mem, pc: pc}, Name: "memory", IKEConn: pc}, nil
+		return &Dataplane{Backend: l.mem, Name: "memory", NATT: natt}, nil
 	}
 	opts = append([]Option{
 		WithDataplane(factory),
@@ -63,19 +64,6 @@ func newLoopbackCPE(t *testing.T, cfg *configs.CPE, hubNATT uint16, opts ...Opti
 	l.CPE = c
 	return l
 }
-
-// closingBackend closes the stand-in NAT-T socket with the data plane.
-type closingBackend struct {
-	*memory.Backend
-	pc net.PacketConn
-}
-
-func (b *closingBackend) Close() error {
-	b.pc.Close()
-	return b.Backend.Close()
-}
-
-var _ dataplane.Backend = (*closingBackend)(nil)
 
 // loopbackHub is a test hub on 127.0.0.1 with an in-memory data plane.
 func loopbackHub(t *testing.T, ike, natt uint16, ks *mpsa.KeyServer, ids ...string) *testHub {

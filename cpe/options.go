@@ -40,6 +40,10 @@ type DataplaneEnv struct {
 	// InNetns runs f in the CPE's network namespace (WithNetns), for
 	// factories that open sockets or devices.
 	InNetns func(f func() error) error
+	// Changed, called by the data plane (from any goroutine, without
+	// blocking), makes the CPE look at it again: Dataplane.Ready may
+	// have changed (the xfrm backend applied a FIB update).
+	Changed func()
 }
 
 // DataplaneFactory builds the CPE's data plane when Run starts.

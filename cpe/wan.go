@@ -120,9 +120,6 @@ func (c *CPE) checkWAN(ctx context.Context) {
 		signal(c.redial)
 		return
 	}
-	c.mu.Lock()
-	c.wanLocal[familyIndex(want)] = want
-	c.mu.Unlock()
 	c.log.Info("WAN address changed: moving the IKE SA (MOBIKE)", "local", want.String(), "peer", newRemote.String(),
 		"reason", "was "+cur.String())
 	ctx, cancel := context.WithTimeout(ctx, DefaultMOBIKETimeout)

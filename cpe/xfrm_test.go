@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -70,19 +71,44 @@ func TestXFRM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := make(chan net.Addr, 4)
+	// Each accepted connection is held (the speaker waits for an OPEN
+	// that never comes) until the test closes it.
+	accepted := make(chan net.Conn, 8)
 	go func() {
+		defer close(accepted)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				close(accepted)
 				return
 			}
-			accepted <- c.RemoteAddr()
-			// Hold it: the speaker waits for an OPEN that never comes.
-			defer c.Close()
+			accepted <- c
 		}
 	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	// nextBGP waits for the next connection and checks it comes from
+	// our overlay address.
+	nextBGP := func(what string, overlay netip.Addr) net.Conn {
+		t.Helper()
+		select {
+		case c, ok := <-accepted:
+			if !ok {
+				t.Fatalf("%s: listener closed", what)
+			}
+			t.Cleanup(func() { c.Close() })
+			if from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap(); from != overlay {
+				t.Errorf("%s: BGP connection from %v, want our overlay address %v", what, from, overlay)
+			}
+			return c
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no BGP connection reached the hub through the CHILD_SA", what)
+		}
+		return nil
+	}
 
 	cfg := cpeConfig(t, id, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.254:500")}, "10.1.0.0/24")
 	cfg.WAN.Interface = "eth0"
@@ -99,14 +125,7 @@ func TestXFRM(t *testing.T) {
 	if st.Dataplane.Backend != "xfrm" {
 		t.Fatalf("backend %q, want xfrm (auto on a kernel with ESP)", st.Dataplane.Backend)
 	}
-	select {
-	case from, ok := <-accepted:
-		if !ok || from.(*net.TCPAddr).IP.String() != st.Tunnel.Overlay.String() {
-			t.Errorf("BGP connection from %v, want our overlay address %v", from, st.Tunnel.Overlay)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no BGP connection reached the hub through the CHILD_SA")
-	}
+	bgpConn := nextBGP("first connection", st.Tunnel.Overlay)
 
 	// The kernel holds the group SA and both halves of the CHILD_SA, and
 	// the overlay address is on lo.
@@ -123,6 +142,36 @@ func TestXFRM(t *testing.T) {
 	if lo := s.cpe.MustIP("addr", "show", "dev", "lo"); !strings.Contains(lo, st.Tunnel.Overlay.String()+"/32") {
 		t.Errorf("overlay address %v not on lo:\n%s", st.Tunnel.Overlay, lo)
 	}
+
+	// A WAN address change (a DHCP client's new lease: the old address
+	// goes, the new one and the default route come): MOBIKE moves the IKE
+	// SA, the backend moves the states and policies to the new address
+	// (SetEndpoints), and a new BGP connection crosses the CHILD_SA.
+	s.cpe.MustIP("addr", "del", "192.0.2.1/24", "dev", "eth0")
+	s.cpe.MustIP("addr", "add", "192.0.2.11/24", "dev", "eth0")
+	s.cpe.MustIP("route", "replace", "default", "via", "192.0.2.254")
+	moved := netip.MustParseAddr("192.0.2.11")
+	oldAddr := regexp.MustCompile(`\b192\.0\.2\.1\b`)
+	var kernel string
+	st, err = c.Wait(within(t, 30*time.Second), func(st *Status) bool {
+		if len(st.IKE) != 1 || len(st.Group.SAs) != 1 || st.IKE[0].Local.Addr() != moved || st.Tunnel.Endpoint != netip.AddrPortFrom(moved, 0) || !st.Tunnel.Up {
+			return false
+		}
+		// reconcile (which notifies) has set the endpoints by now.
+		kernel = s.cpe.MustIP("xfrm", "state")
+		return strings.Contains(kernel, "spi 0x"+st.Group.SAs[0].SPI) && strings.Contains(kernel, "192.0.2.11") && !oldAddr.MatchString(kernel)
+	})
+	if err != nil {
+		t.Fatalf("after the WAN change: %v; status %+v; kernel states:\n%s", err, st, kernel)
+	}
+	if n := c.counters.mobike.Load(); n != 1 {
+		t.Errorf("%d MOBIKE updates, want 1", n)
+	}
+	if pols := s.cpe.MustIP("xfrm", "policy"); oldAddr.MatchString(pols) {
+		t.Errorf("policies still name the old address:\n%s", pols)
+	}
+	bgpConn.Close()
+	nextBGP("connection after the WAN change", st.Tunnel.Overlay)
 
 	// Stopping removes the states, the policies and the overlay address.
 	c.Close()
