@@ -213,17 +213,20 @@ func TestManifest(t *testing.T) {
 	}
 }
 
-func TestSizeBudget(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "big")
-	f, _ := os.Create(p)
-	f.Truncate(SizeBudget + 1)
-	f.Close()
-	if err := CheckSize(p); err == nil {
-		t.Error("CheckSize accepted a binary over the budget")
+func TestSizeCeiling(t *testing.T) {
+	for _, tg := range Targets {
+		if tg.MaxSize <= 0 {
+			t.Errorf("%s: no size ceiling", tg.Name)
+		}
+		if err := CheckSize(tg, "mpsa-cpe", tg.MaxSize); err != nil {
+			t.Errorf("%s: CheckSize refused a binary at the ceiling: %v", tg.Name, err)
+		}
+		err := CheckSize(tg, "mpsa-cpe", tg.MaxSize+1)
+		if err == nil || !strings.Contains(err.Error(), "ceiling") || !strings.Contains(err.Error(), "6 MiB") {
+			t.Errorf("%s: CheckSize over the ceiling: %v", tg.Name, err)
+		}
 	}
-	os.Truncate(p, SizeBudget)
-	if err := CheckSize(p); err != nil {
-		t.Errorf("CheckSize refused a binary at the budget: %v", err)
+	if err := CheckSize(Target{Name: "none"}, "x", 1); err == nil {
+		t.Error("CheckSize accepted a target without a ceiling")
 	}
 }

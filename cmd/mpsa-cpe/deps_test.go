@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mpsa-vpn/mpsa/firmware"
 )
 
 // forbidden are packages that must never be linked into mpsa-cpe, with
@@ -25,30 +29,45 @@ var forbidden = map[string]string{
 	"html/template":                               "templates keep every exported method reachable (no dead code elimination)",
 	"github.com/sirupsen/logrus":                  "GoBGP's logger",
 	"github.com/osrg/gobgp/v3/internal/pkg/table": "GoBGP's RIB",
+	"go.etcd.io/bbolt":                            "the hub's key server store (mpsa/store)",
+	"github.com/mpsa-vpn/mpsa/mpsa/store":         "the hub's key server store: bbolt",
 }
 
 // TestDeps fails when a forbidden package enters mpsa-cpe's import graph,
-// for the CPE targets' GOOS/GOARCH and with the build tags firmware uses.
+// for every firmware target's GOOS/GOARCH/GOMIPS/GOARM and build tags, and
+// with each optional feature left out too.
 func TestDeps(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command") // the go tool runs the test: cannot happen under go test
 	}
-	for _, target := range [][2]string{{"linux", "mipsle"}, {"linux", "arm"}, {"linux", "amd64"}} {
-		cmd := exec.Command(goBin, "list", "-deps", "-f", "{{.ImportPath}}", ".")
-		cmd.Env = append(os.Environ(), "GOOS="+target[0], "GOARCH="+target[1], "CGO_ENABLED=0", "GOMIPS=softfloat")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s/%s: go list: %v\n%s", target[0], target[1], err, out)
-		}
-		deps := strings.Fields(string(out))
-		if len(deps) < 50 {
-			t.Fatalf("%s/%s: only %d dependencies listed: %q", target[0], target[1], len(deps), out)
-		}
-		for _, d := range deps {
-			for bad, why := range forbidden {
-				if d == bad || strings.HasPrefix(d, bad+"/") {
-					t.Errorf("%s/%s: mpsa-cpe imports %s: %s", target[0], target[1], d, why)
+	variants := [][]string{nil}
+	for tag := range firmware.FeatureTags {
+		variants = append(variants, []string{tag})
+	}
+	for _, target := range firmware.Targets {
+		for _, extra := range variants {
+			tags := append(slices.Clone(target.Tags), extra...)
+			name := fmt.Sprintf("%s%v", target.Name, tags)
+			args := []string{"list", "-deps", "-f", "{{.ImportPath}}"}
+			if len(tags) > 0 {
+				args = append(args, "-tags", strings.Join(tags, ","))
+			}
+			cmd := exec.Command(goBin, append(args, ".")...)
+			cmd.Env = append(os.Environ(), firmware.GoEnv(target)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: go list: %v\n%s", name, err, out)
+			}
+			deps := strings.Fields(string(out))
+			if len(deps) < 50 {
+				t.Fatalf("%s: only %d dependencies listed: %q", name, len(deps), out)
+			}
+			for _, d := range deps {
+				for bad, why := range forbidden {
+					if d == bad || strings.HasPrefix(d, bad+"/") {
+						t.Errorf("%s: mpsa-cpe imports %s: %s", name, d, why)
+					}
 				}
 			}
 		}
