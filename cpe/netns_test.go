@@ -60,13 +60,17 @@ func topology(t testing.TB, n int) (hub *testenv.Netns, sites []*site) {
 
 // netnsCPE starts the CPE library in a site's namespace with the real
 // userspace data plane; timers are short so the test sees failures fast.
-func netnsCPE(t *testing.T, s *site) *CPE {
+// Each of mods adjusts the configuration first.
+func netnsCPE(t *testing.T, s *site, mods ...func(*configs.CPE)) *CPE {
 	id := fmt.Sprintf("fqdn:cpe%d.example.net", s.i)
 	cfg := cpeConfig(t, id, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.254:500")}, fmt.Sprintf("10.%d.0.0/24", s.i))
 	cfg.LAN.Interface = "lan0"
 	cfg.WAN.Interface = "eth0"
 	cfg.Dataplane.Backend = configs.BackendUserspace
 	cfg.Metrics.Listen = netip.MustParseAddrPort("127.0.0.1:9471")
+	for _, m := range mods {
+		m(cfg)
+	}
 	c, err := New(cfg, testLogger(t, fmt.Sprintf("cpe%d", s.i)), WithNetns(s.cpe.Name),
 		WithIKEConfig(func(c *ike.Config) {
 			c.DPDInterval = 2 * time.Second
@@ -247,6 +251,26 @@ func TestNetns(t *testing.T) {
 		}
 		if lost := pingUntil(t, sites[1].lan, sites[0].host, 10*time.Second, 5); lost != 0 {
 			t.Errorf("lan2 -> lan1 after the move: %d of 5 pings lost", lost)
+		}
+		// UPDATE_SA_ADDRESSES carried NAT-D from the real addresses on
+		// both NAT-T conns: the hub sees no NAT, ESP stays raw.
+		found := false
+		for _, info := range hub.mgr.SAs() {
+			if info.RemoteID.String() != "fqdn:cpe1.example.net" {
+				continue
+			}
+			found = true
+			if info.NATLocal || info.NATRemote || info.Remote != netip.MustParseAddrPort("192.0.2.11:4500") {
+				t.Errorf("hub's IKE SA of cpe1 after the move: remote %v, NAT local %v remote %v", info.Remote, info.NATLocal, info.NATRemote)
+			}
+			for _, ch := range info.Children {
+				if ch.Encap || ch.Remote.Addr() != netip.MustParseAddr("192.0.2.11") {
+					t.Errorf("hub's CHILD_SA %08x of cpe1 after the move: remote %v, encapsulated %v", ch.InSPI, ch.Remote, ch.Encap)
+				}
+			}
+		}
+		if !found {
+			t.Error("the hub has no IKE SA of cpe1 after the move")
 		}
 	})
 
