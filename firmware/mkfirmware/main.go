@@ -5,6 +5,11 @@
 //	go run ./firmware/mkfirmware -out dist [-targets mipsle,arm64] [-tags mpsa_omit_xfrm]
 //	    [-arch-map mipsle=mipsel_74kc]
 //
+// With -print-gcflags it only prints the -gcflags of a firmware build, for
+// measuring other builds the same way:
+//
+//	go test $(go run ./firmware/mkfirmware -print-gcflags) -bench Ratio ./esp
+//
 // `make firmware` runs it.
 package main
 
@@ -24,7 +29,12 @@ func main() {
 	only := flag.String("targets", "", "comma-separated targets (default all: mipsle,mips,armv7,arm64,amd64)")
 	tags := flag.String("tags", "", "comma-separated build tags leaving features out (mpsa_omit_xfrm, mpsa_omit_userspace)")
 	archMap := flag.String("arch-map", "", "comma-separated target=opkg-architecture overrides, e.g. mipsle=mipsel_74kc")
+	printGCFlags := flag.Bool("print-gcflags", false, "print the -gcflags of a firmware build (ColdPackages without inlining) and exit")
 	flag.Parse()
+	if *printGCFlags {
+		fmt.Println(strings.Join(firmware.ColdGCFlags(), " "))
+		return
+	}
 	if err := run(*out, *only, *tags, *archMap); err != nil {
 		fmt.Fprintln(os.Stderr, "mkfirmware:", err)
 		os.Exit(1)
