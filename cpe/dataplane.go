@@ -54,7 +54,8 @@ var errNoBackend = errors.New("cpe: data plane backend left out of this build")
 
 // buildDataplane chooses and starts the configured backend.
 func (c *CPE) buildDataplane(ctx context.Context, cfg *configs.CPE) (*Dataplane, error) {
-	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.base, Netns: c.o.netns, InNetns: c.inNetns, Changed: c.dataplaneChanged}
+	env := DataplaneEnv{FIB: c.fib, Config: cfg, Logger: c.base, Netns: c.o.netns, InNetns: c.inNetns,
+		Buffers: c.o.buffers.withDefaults(), Changed: c.dataplaneChanged}
 	if c.o.dataplane != nil {
 		return c.o.dataplane(env)
 	}

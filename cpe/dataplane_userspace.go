@@ -24,13 +24,15 @@ func newUserspace(env DataplaneEnv) (*Dataplane, error) {
 		var b *userspace.Backend
 		err := env.InNetns(func() error {
 			var err error
-			b, err = userspace.New(userspace.Config{
+			ucfg := userspace.Config{
 				FIB:     env.FIB,
 				TUNName: cfg.Dataplane.TUN.Name,
 				MTU:     cfg.Dataplane.TUN.MTU,
 				RawESP:  raw,
 				Logger:  env.Logger,
-			})
+			}
+			env.Buffers.withDefaults().apply(&ucfg)
+			b, err = userspace.New(ucfg)
 			return err
 		})
 		return b, err
@@ -58,4 +60,9 @@ func newUserspace(env DataplaneEnv) (*Dataplane, error) {
 			return b.FollowRoutes(ctx, sub)
 		},
 	}, nil
+}
+
+// apply sets the pool sizes of c.
+func (b UserspaceBuffers) apply(c *userspace.Config) {
+	c.TxBatches, c.RxBatches, c.RxBatchSize, c.NoOffloads = b.TxBatches, b.RxBatches, b.RxBatchSize, b.NoOffloads
 }

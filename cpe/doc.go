@@ -7,8 +7,11 @@
 //
 //   - It picks its data plane (configs.BackendAuto: the kernel's XFRM when
 //     the kernel can install ESP states, dataplane/xfrm.Probe, else the
-//     userspace TUN backend), turns IP forwarding on and shares one routing
-//     FIB between the data plane and the BGP speaker.
+//     userspace TUN backend with buffer pools sized for a router,
+//     DefaultUserspaceBuffers), turns IP forwarding on and shares one
+//     routing FIB between the data plane and the BGP speaker. Each IKE
+//     engine gets its own conn on the userspace backend's NAT-T sockets
+//     (Dataplane.NATT), which reports the local address of every datagram.
 //   - It initiates IKEv2 to the hub's addresses in the order configured,
 //     with the MPSA Vendor ID and the Sender-ID capability notify, asking
 //     for an overlay address (CP) and a CHILD_SA between that address and

@@ -16,6 +16,7 @@ import (
 type Option func(*options)
 
 type options struct {
+	buffers   UserspaceBuffers
 	netns     string
 	dataplane DataplaneFactory
 	clock     ike.Clock
@@ -40,6 +41,9 @@ type DataplaneEnv struct {
 	// InNetns runs f in the CPE's network namespace (WithNetns), for
 	// factories that open sockets or devices.
 	InNetns func(f func() error) error
+	// Buffers sizes the userspace data plane's packet buffers:
+	// WithUserspaceBuffers, else DefaultUserspaceBuffers.
+	Buffers UserspaceBuffers
 	// Changed, called by the data plane (from any goroutine, without
 	// blocking), makes the CPE look at it again: Dataplane.Ready may
 	// have changed (the xfrm backend applied a FIB update).
@@ -82,3 +86,39 @@ func WithIKEAddrs(addrs ...netip.AddrPort) Option { return func(o *options) { o.
 // WithoutSysctl leaves IP forwarding as it is (tests that run without
 // root, where /proc/sys cannot be written).
 func WithoutSysctl() Option { return func(o *options) { o.noSysctl = true } }
+
+// UserspaceBuffers sizes the packet buffer pools of the userspace data
+// plane (dataplane/userspace.Config's fields of the same names): batches
+// in flight each way, datagrams per inbound batch, and a TUN without
+// offloads (MTU-sized buffers, one packet per read). Zero fields take
+// DefaultUserspaceBuffers' values.
+type UserspaceBuffers struct {
+	TxBatches, RxBatches, RxBatchSize int
+	NoOffloads                        bool
+}
+
+// DefaultUserspaceBuffers are a CPE's buffer pools: a router with 64–128 MB
+// of RAM whose CPU, not its buffers, limits what it forwards. With
+// offloads the pools take about 1 MiB instead of the backend's 10; the
+// throughput they cost is in docs/BENCHMARKS.md ("cpe").
+var DefaultUserspaceBuffers = UserspaceBuffers{TxBatches: 2, RxBatches: 6, RxBatchSize: 8}
+
+// withDefaults fills zero fields from DefaultUserspaceBuffers.
+func (b UserspaceBuffers) withDefaults() UserspaceBuffers {
+	d := DefaultUserspaceBuffers
+	if b.TxBatches == 0 {
+		b.TxBatches = d.TxBatches
+	}
+	if b.RxBatches == 0 {
+		b.RxBatches = d.RxBatches
+	}
+	if b.RxBatchSize == 0 {
+		b.RxBatchSize = d.RxBatchSize
+	}
+	return b
+}
+
+// WithUserspaceBuffers sizes the userspace data plane's buffer pools
+// (zero fields: DefaultUserspaceBuffers); larger pools buy throughput on
+// a router with memory and cores to spare.
+func WithUserspaceBuffers(b UserspaceBuffers) Option { return func(o *options) { o.buffers = b } }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/bgp/speaker"
 	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/firmware"
 	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/routing"
@@ -149,11 +150,12 @@ func (discardSink) Upsert(routing.Route) error              { return nil }
 func (discardSink) Withdraw(netip.Prefix, netip.Addr) error { return nil }
 func (discardSink) WithdrawPeer(netip.Addr)                 {}
 
-// buildCPE builds cmd/mpsa-cpe as firmware/ does (stripped, trimmed).
+// buildCPE builds cmd/mpsa-cpe as firmware/ does (stripped, trimmed, cold
+// packages without inlining: firmware.ColdGCFlags).
 // MPSA_BENCH_BUILD_FLAGS adds go build flags (variants: -tags, -overlay).
 func buildCPE(tb testing.TB) string {
 	out := filepath.Join(tb.TempDir(), "mpsa-cpe")
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", out}
+	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", out}, firmware.ColdGCFlags()...)
 	args = append(args, strings.Fields(os.Getenv("MPSA_BENCH_BUILD_FLAGS"))...)
 	cmd := exec.Command("go", append(args, "../cmd/mpsa-cpe")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
