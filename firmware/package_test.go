@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -228,5 +229,55 @@ func TestSizeCeiling(t *testing.T) {
 	}
 	if err := CheckSize(Target{Name: "none"}, "x", 1); err == nil {
 		t.Error("CheckSize accepted a target without a ceiling")
+	}
+}
+
+func TestStampFromGit(t *testing.T) {
+	git := testenv.Binary(t, "git", "apt-get install git")
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(git, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.net",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.net",
+			"GIT_AUTHOR_DATE=@1700000000 +0000", "GIT_COMMITTER_DATE=@1700000000 +0000")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("init", "-q")
+	os.WriteFile(filepath.Join(dir, "a"), []byte("1"), 0o644)
+	run("add", "a")
+	run("commit", "-q", "-m", "one")
+	os.WriteFile(filepath.Join(dir, "a"), []byte("2"), 0o644)
+	run("commit", "-q", "-a", "-m", "two")
+	head := run("rev-parse", "HEAD")
+	ctx := context.Background()
+
+	s, err := StampFromGit(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0.0.0-2-g" + head[:7]; s.Version != want || s.Commit != head || !s.Time.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("untagged: %+v, want version %s, commit %s, time 1700000000", s, want, head)
+	}
+	os.WriteFile(filepath.Join(dir, "untracked"), []byte("x"), 0o644)
+	if s, _ := StampFromGit(ctx, dir); strings.HasSuffix(s.Version, "-dirty") {
+		t.Errorf("an untracked file made the stamp %s", s.Version)
+	}
+	os.WriteFile(filepath.Join(dir, "a"), []byte("3"), 0o644)
+	if s, _ := StampFromGit(ctx, dir); s.Version != "0.0.0-2-g"+head[:7]+"-dirty" {
+		t.Errorf("modified tracked file: version %s, want -dirty", s.Version)
+	}
+	run("checkout", "-q", "a")
+	run("tag", "v1.2.3")
+	if s, _ := StampFromGit(ctx, dir); s.Version != "1.2.3" {
+		t.Errorf("tagged: version %s, want 1.2.3", s.Version)
+	}
+	if _, err := StampFromGit(ctx, t.TempDir()); err == nil {
+		t.Error("a directory that is no checkout gave a stamp")
 	}
 }
