@@ -3,9 +3,6 @@
 package cpe
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -105,14 +102,6 @@ func withNoOffloads(b UserspaceBuffers) UserspaceBuffers {
 	return b
 }
 
-func envInt(name string, def int) int {
-	var v int
-	if _, err := fmt.Sscan(os.Getenv(name), &v); err != nil || v <= 0 {
-		return def
-	}
-	return v
-}
-
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -177,50 +166,10 @@ func datapathRun(b *testing.B, nsA, nsB *testenv.Netns, bufs UserspaceBuffers, s
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+30)*time.Second)
-	defer cancel()
-	srv := nsB.Command(ctx, "iperf3", "-s", "-1", "-B", "10.98.3.2", "--forceflush")
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Wait()
-	listening := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		seen := false
-		for sc.Scan() {
-			if !seen && strings.Contains(sc.Text(), "Server listening") {
-				seen = true
-				close(listening)
-			}
-		}
-	}()
-	select {
-	case <-listening:
-	case <-ctx.Done():
-		b.Fatal("iperf3 server not listening")
-	}
 	cpu0 := processCPU()
-	res, err := nsA.Run("iperf3", "-c", "10.98.3.2", "-t", fmt.Sprint(secs), "-O", "1", "-J")
+	bits := iperf3(b, nsB, nsA, "10.98.3.2", secs)
 	cpu := processCPU() - cpu0
-	if err != nil {
-		b.Fatalf("iperf3: %v\n%s", err, res)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(res), &r); err != nil || r.End.SumReceived.BitsPerSecond == 0 {
-		b.Fatalf("iperf3 output (%v):\n%s", err, res)
-	}
-	return r.End.SumReceived.BitsPerSecond, cpu, be[0].BufferBytes()
+	return bits, cpu, be[0].BufferBytes()
 }
 
 // processCPU is the user and system time this process has used.
