@@ -274,6 +274,31 @@ func TestNetns(t *testing.T) {
 		}
 	})
 
+	t.Run("new credentials", func(t *testing.T) {
+		// A new PSK rebuilds cpe1's IKE engine: the old engine's NAT-T
+		// conn on the data plane's sockets closes, the new engine gets its
+		// own and reconnects through it.
+		id := "fqdn:cpe1.example.net"
+		newPSK := []byte("the hub rotated cpe1's PSK")
+		hub.mu.Lock()
+		hub.psk[id] = newPSK
+		ups := hub.ups
+		hub.mu.Unlock()
+		cfg := *c1.Config()
+		cfg.Credentials.PSK = configs.NewSecret(newPSK)
+		if err := c1.Reload(&cfg, configs.DiffCPE(c1.Config(), &cfg)); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, c1, 30*time.Second, "reconnected with the new PSK", func(s *Status) bool {
+			hub.mu.Lock()
+			defer hub.mu.Unlock()
+			return hub.ups > ups && s.Tunnel.Up && s.BGP.Established && len(s.IKE) == 1 && s.IKE[0].State == "ESTABLISHED"
+		})
+		if lost := pingUntil(t, sites[0].lan, sites[1].host, 10*time.Second, 5); lost != 0 {
+			t.Errorf("lan1 -> lan2 after the rebuild: %d of 5 pings lost", lost)
+		}
+	})
+
 	t.Run("hub goes away", func(t *testing.T) {
 		// The hub's IKE side vanishes: DPD notices, the CPEs reconnect to
 		// its successor and get the same group SA; the routes stay.
