@@ -58,7 +58,9 @@ type Config struct {
 
 	// Packet buffers, all preallocated (BufferBytes tells how much).
 	// TxBatches and RxBatches are the batches each way (0 means 8; fewer
-	// batches in flight cost latency under load, not correctness). An
+	// batches in flight cost latency under load, not correctness: a
+	// socket's reader takes an inbound batch only once a datagram is
+	// there, so one batch serves any number of sockets). An
 	// outbound batch holds the TUN's batch size of MTU-sized buffers (128
 	// with offloads, 1 without). RxBatchSize is the datagrams one inbound
 	// batch (one recvmmsg) takes (0 means 64, at most 128); its buffers are

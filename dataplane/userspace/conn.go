@@ -26,9 +26,17 @@ type Message struct {
 // Conn is a batched datagram socket for the outer packets: a UDP socket on
 // port 4500 (ESP-in-UDP and IKE, RFC 3948) or a raw IP protocol 50 socket
 // (Raw reports true; Addr ports are 0). Implementations must allow one
-// ReadBatch and several WriteBatch calls at the same time, and must not
-// allocate per packet. After Close, both return net.ErrClosed.
+// reader (WaitRead and ReadBatch, called by one goroutine at a time) and
+// several WriteBatch calls at the same time, and must not allocate per
+// packet. After Close, WaitRead, ReadBatch and WriteBatch return
+// net.ErrClosed.
 type Conn interface {
+	// WaitRead blocks until a datagram is there to read, without taking
+	// it: the reader's next ReadBatch returns at once. It lets the backend
+	// take an inbound batch from its pool only when there is something to
+	// put in it. A nil error does not promise a datagram if the Conn can
+	// fail: ReadBatch then returns that error.
+	WaitRead() error
 	// ReadBatch blocks for at least one datagram and returns how many of ms
 	// it filled.
 	ReadBatch(ms []Message) (int, error)

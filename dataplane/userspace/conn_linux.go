@@ -26,6 +26,7 @@ type sockConn struct {
 	// (IP_PKTINFO / IPV6_RECVPKTINFO), in rcmsg.
 	pktinfo bool
 	read    func(fd uintptr) bool
+	peek    func(fd uintptr) bool
 
 	rmu   sync.Mutex // serialises ReadBatch; guards the r* fields
 	rhdr  []mmsghdr
@@ -116,6 +117,7 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 		c.wcmsg[i] = make([]byte, unix.CmsgSpace(2)+unix.CmsgSpace(unix.SizeofInet6Pktinfo))
 	}
 	c.read = c.doRead
+	c.peek = c.doPeek
 	c.write = c.doWrite
 	if !raw {
 		// The destination address of each datagram, for IKE on port
@@ -152,6 +154,26 @@ func newSockConn(pc net.PacketConn, v6, raw bool) (*sockConn, error) {
 func (c *sockConn) Raw() bool           { return c.raw }
 func (c *sockConn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
 func (c *sockConn) Close() error        { return c.pc.Close() }
+
+// WaitRead waits until the socket has a datagram. It peeks at the queue
+// with a zero-length MSG_PEEK, through which the kernel checks and drops a
+// UDP datagram with a bad checksum, so a datagram it reports is one
+// recvmmsg returns.
+func (c *sockConn) WaitRead() error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if err := c.rc.Read(c.peek); err != nil {
+		return translateErr(err)
+	}
+	return nil
+}
+
+// doPeek reports whether a datagram (or an error, which the next read
+// returns) is waiting.
+func (c *sockConn) doPeek(fd uintptr) bool {
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, 0, 0, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno != unix.EAGAIN && errno != unix.EINTR
+}
 
 func (c *sockConn) ReadBatch(ms []Message) (int, error) {
 	c.rmu.Lock()

@@ -24,7 +24,9 @@
 // itself, which saves two goroutine hand-offs of latency and keeps the order.
 //
 // Buffers come from bounded pools of batches: when the network or the TUN
-// is slower than the readers, the readers wait; nothing grows. With an
+// is slower than the readers, the readers wait; nothing grows. A socket's
+// reader waits for a datagram before it takes a batch (Conn.WaitRead), so
+// an idle socket holds none and any pool size serves every socket. With an
 // offloading TUN the default pools hold about 10 MiB (8 outbound batches of
 // 128 MTU-sized buffers, 8 inbound batches of 64 16-KiB buffers, so the TUN
 // can coalesce TCP segments on write). Config sets the number of batches

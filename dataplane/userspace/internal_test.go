@@ -33,6 +33,7 @@ func (f oneRoute) Lookup(dst netip.Addr) (routing.NextHop, bool) {
 // tests here drive the pipeline stages directly.
 type idleConn struct{ closed chan struct{} }
 
+func (c idleConn) WaitRead() error                      { <-c.closed; return net.ErrClosed }
 func (c idleConn) ReadBatch([]Message) (int, error)     { <-c.closed; return 0, net.ErrClosed }
 func (c idleConn) WriteBatch(ms []Message) (int, error) { return len(ms), nil }
 func (c idleConn) Raw() bool                            { return false }
@@ -256,10 +257,14 @@ func TestBufferConfig(t *testing.T) {
 			if rxBuf == 0 {
 				rxBuf = b.bufSize
 			}
-			// The readers hold a batch each while they wait: count
-			// capacities, and look at a batch still in a pool.
+			// The TUN's reader holds an outbound batch while it waits;
+			// a socket's reader takes an inbound one only for a datagram,
+			// so all of them are in the pool while nothing arrives.
 			if cap(b.txPool) != c.tx || cap(b.rxPool) != c.rx {
 				t.Fatalf("pools of %d/%d batches, want %d/%d", cap(b.txPool), cap(b.rxPool), c.tx, c.rx)
+			}
+			if len(b.rxPool) != c.rx {
+				t.Fatalf("%d of %d inbound batches in the pool with nothing received", len(b.rxPool), c.rx)
 			}
 			var tx, rx *batch
 			select {

@@ -252,7 +252,27 @@ func (b *Backend) routineReadNetwork(c Conn) {
 		lport = uint16(ua.Port)
 	}
 	errs := 0
+	failed := func(err error) (stop bool) {
+		if b.isClosing() || errors.Is(err, net.ErrClosed) {
+			return true
+		}
+		if errs++; errs > 1000 {
+			b.log.Error("socket keeps failing, inbound path stopped", "err", err, "local", c.LocalAddr().String())
+			return true
+		}
+		return false
+	}
 	for {
+		// A batch is taken only once a datagram is there: a reader that
+		// waited holding one would keep it from the other sockets'
+		// readers, and with fewer batches than sockets some sockets
+		// would never be read.
+		if err := c.WaitRead(); err != nil {
+			if failed(err) {
+				return
+			}
+			continue
+		}
 		bt := b.get(b.rxPool)
 		if bt == nil {
 			return
@@ -263,11 +283,7 @@ func (b *Backend) routineReadNetwork(c Conn) {
 		n, err := c.ReadBatch(bt.msgs)
 		if err != nil {
 			b.rxPool <- bt
-			if b.isClosing() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errs++; errs > 1000 {
-				b.log.Error("socket keeps failing, inbound path stopped", "err", err, "local", c.LocalAddr().String())
+			if failed(err) {
 				return
 			}
 			continue

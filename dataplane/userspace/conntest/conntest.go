@@ -45,6 +45,10 @@ type Conn struct {
 	closed  chan struct{}
 	once    sync.Once
 	Dropped atomic.Uint64 // datagrams lost to a full queue
+
+	mu      sync.Mutex // guards the fields below (the reader's)
+	pending datagram   // taken from in by WaitRead, not yet read
+	has     bool       // pending holds a datagram
 }
 
 var _ userspace.Conn = (*Conn)(nil)
@@ -81,13 +85,33 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// WaitRead blocks until a datagram is queued; it stays for ReadBatch.
+func (c *Conn) WaitRead() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.has {
+		return nil
+	}
+	select {
+	case c.pending = <-c.in:
+		c.has = true
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	}
+}
+
 // ReadBatch blocks for one datagram and takes what else is queued. On a
 // UDP Conn it sets each Message's Dst to the bound address.
 func (c *Conn) ReadBatch(ms []userspace.Message) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	n := 0
 	for n < len(ms) {
 		var d datagram
-		if n == 0 {
+		if n == 0 && c.has {
+			d, c.pending, c.has = c.pending, datagram{}, false
+		} else if n == 0 {
 			select {
 			case d = <-c.in:
 			case <-c.closed:
