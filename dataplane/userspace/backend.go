@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
@@ -118,11 +117,12 @@ type Backend struct {
 	closed         chan struct{}
 	wg             sync.WaitGroup
 
+	tunIndex int         // the kernel TUN's interface index
+	watch    *routeWatch // the kernel TUN's route watch, or nil
+
 	mu        sync.Mutex // guards the fields below; Set and SetRoutes hold it
 	installed []*entry
-	routes    map[netip.Prefix]bool // kernel routes we added
-	wanted    map[netip.Prefix]bool // what SetRoutes asked for
-	foreign   map[netip.Prefix]bool // wanted but routed by someone else
+	kroutes   routeTable // prefixes wanted through the TUN, and the kernel's state of each
 	isClosed  bool
 }
 
@@ -165,9 +165,6 @@ func New(cfg Config) (*Backend, error) {
 		workers:    cfg.Workers,
 		onRekeyDue: cfg.OnRekeyDue,
 		closed:     make(chan struct{}),
-		routes:     make(map[netip.Prefix]bool),
-		wanted:     make(map[netip.Prefix]bool),
-		foreign:    make(map[netip.Prefix]bool),
 	}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -211,15 +208,17 @@ func New(cfg Config) (*Backend, error) {
 	b.ikeq = newIKEQueue()
 	b.ike = &ikeConn{v: newIKEView(b)}
 	b.probes = newProbes(b.wildcardUDP())
-	b.start()
 	if b.kernelTUN {
-		// The namespace New runs in is the TUN's: watch it for flushed routes.
-		if ns, err := netns.Get(); err == nil {
-			b.wg.Add(1)
-			go b.routineWatchRoutes(ns)
-		} else {
-			b.log.Warn("cannot watch the TUN's routes", "err", err)
+		// The namespace New runs in is the TUN's: watch it for routes the
+		// kernel drops.
+		if b.watch, err = newRouteWatch(b.tunIndex); err != nil {
+			b.log.Warn("cannot watch the TUN's routes; routes the kernel drops stay missing", "err", err)
 		}
+	}
+	b.start()
+	if b.watch != nil {
+		b.wg.Add(1)
+		go b.routineWatchRoutes(b.watch)
 	}
 	return b, nil
 }
@@ -462,6 +461,9 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 
 	close(b.closed)
+	if b.watch != nil {
+		b.watch.close()
+	}
 	b.ikeq.close()
 	err := b.tun.Close()
 	for _, c := range b.conns {

@@ -57,5 +57,13 @@
 //
 // SetRoutes keeps the kernel's routes for the FIB's prefixes pointing at
 // the TUN (through netlink), so the kernel hands the backend the packets to
-// encrypt. The daemon feeds it from the routing change feed.
+// encrypt; FollowRoutes feeds it the routing change feed's changes as they
+// come. The backend's mirror of those routes is one sorted table of 24
+// octets a prefix (no pointers for the garbage collector to scan). It adds
+// a route only where the kernel has none (a connected LAN stays) and
+// removes only its own (protocol 252). A netlink watch puts back what the
+// kernel or someone else takes away; a socket filter in the kernel lets
+// through only deleted routes and the TUN's link changes and removed
+// addresses, so the echo of every route the backend adds never reaches
+// the process.
 package userspace
