@@ -1,8 +1,11 @@
 package userspace
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -66,13 +69,35 @@ func (b *Backend) openTUN(cfg Config, mtu int) error {
 }
 
 // createTUN creates a kernel TUN device. With offloads it is wireguard-go's
-// (virtio-net header: TSO/GSO reads, GRO writes, batches); without, the
-// device is opened without the header, which wireguard-go's tun then
-// drives one packet at a time.
+// (virtio-net header: TSO/GSO reads, GRO writes, batches); without, it is
+// a plainTUN.
 func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
 	if offloads {
 		return tun.CreateTUN(name, mtu)
 	}
+	t, err := createPlainTUN(name, mtu)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// plainTUN is a kernel TUN opened without the virtio-net header: one
+// packet per read and per write. wireguard-go's tun drives such a device
+// the same way, but allocates for it what only offloads use: its
+// coalescing (GRO) tables, about 1.9 MB, and a 64 KiB read buffer, and
+// runs two goroutines that watch the link.
+type plainTUN struct {
+	f         *os.File
+	name      string
+	ctl       int            // a socket in the TUN's namespace, for interface ioctls
+	events    chan tun.Event // never sent on; closed by Close
+	closeOnce sync.Once
+}
+
+var _ tun.Device = (*plainTUN)(nil)
+
+func createPlainTUN(name string, mtu int) (*plainTUN, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -92,5 +117,86 @@ func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t := &plainTUN{f: os.NewFile(uintptr(fd), "/dev/net/tun"), name: ifr.Name(), ctl: ctl, events: make(chan tun.Event)}
+	if ifr, err = unix.NewIfreq(t.name); err == nil {
+		ifr.SetUint32(uint32(mtu))
+		err = unix.IoctlIfreq(ctl, unix.SIOCSIFMTU, ifr)
+	}
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("MTU: %w", err)
+	}
+	return t, nil
+}
+
+func (t *plainTUN) File() *os.File { return t.f }
+
+// Read reads one packet into bufs[0][offset:].
+func (t *plainTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := t.f.Read(bufs[0][offset:])
+	if err != nil {
+		return 0, tunErr(err)
+	}
+	sizes[0] = n
+	return 1, nil
+}
+
+// Write writes each of bufs[i][offset:] as a packet. Like wireguard-go's
+// TUN it returns the octets written and the errors of the packets the
+// kernel refused, joined.
+func (t *plainTUN) Write(bufs [][]byte, offset int) (int, error) {
+	var errs error
+	total := 0
+	for _, b := range bufs {
+		n, err := t.f.Write(b[offset:])
+		if err != nil {
+			if err = tunErr(err); errors.Is(err, os.ErrClosed) {
+				return total, err
+			}
+			errs = errors.Join(errs, err)
+			continue
+		}
+		total += n
+	}
+	return total, errs
+}
+
+// tunErr maps a detached or closed TUN to os.ErrClosed.
+func tunErr(err error) error {
+	if errors.Is(err, syscall.EBADFD) || errors.Is(err, os.ErrClosed) {
+		return os.ErrClosed
+	}
+	return err
+}
+
+// MTU asks the kernel for the device's MTU (through a socket opened in the
+// TUN's namespace, so any thread may ask).
+func (t *plainTUN) MTU() (int, error) {
+	ifr, err := unix.NewIfreq(t.name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(t.ctl, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
+}
+
+func (t *plainTUN) Name() (string, error)    { return t.name, nil }
+func (t *plainTUN) Events() <-chan tun.Event { return t.events }
+func (t *plainTUN) BatchSize() int           { return 1 }
+
+func (t *plainTUN) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		err = t.f.Close()
+		unix.Close(t.ctl)
+		close(t.events)
+	})
+	return err
 }
