@@ -17,14 +17,34 @@ import (
 	"github.com/mpsa-vpn/mpsa/routing"
 )
 
+// The tests here run alone in a namespace of their own (testenv.RunInNetns):
+// the group's GoBGP listens from its own goroutines, where Netns.Do cannot
+// reach, and a daemon's port picked as free on the host's loopback could be
+// taken by a test of another package before the daemon binds it. In the
+// namespace every port is fixed.
+const (
+	bgpPort  = 179   // the group's listener
+	birdPort = 1179  // BIRD's (it listens on every address, 0.0.0.0)
+	grpcPort = 50051 // the group's gRPC API
+)
+
+// acmeIsolated is the group acme listening on 127.0.0.1:179.
+func acmeIsolated() GroupConfig {
+	g := acme("127.0.0.1")
+	g.Listen[0] = netip.AddrPortFrom(g.Listen[0].Addr(), bgpPort)
+	return g
+}
+
 // TestGobgpCLI: the stock gobgp CLI talks to a group's gRPC API and lists
 // the CPE neighbors and the reflected routes with their endpoint.
 func TestGobgpCLI(t *testing.T) {
-	leakCheck(t)
 	cli := testenv.Binary(t, "gobgp", "apt-get install gobgpd")
-	port := freePort(t)
-	g := acme("127.0.0.1")
-	g.GRPC = fmt.Sprintf("127.0.0.1:%d", port)
+	if testenv.RunInNetns(t) {
+		return
+	}
+	leakCheck(t)
+	g := acmeIsolated()
+	g.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
 	h := startHub(t, Config{}, g)
 	hub := listenOf(h, "acme")
 	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16"))
@@ -36,7 +56,7 @@ func TestGobgpCLI(t *testing.T) {
 	run := func(args ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, cli, append([]string{"-u", "127.0.0.1", "-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, cli, append([]string{"-u", "127.0.0.1", "-p", fmt.Sprint(grpcPort)}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("gobgp %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
@@ -69,13 +89,15 @@ func TestGobgpCLI(t *testing.T) {
 // monitor speaker of ours, which is how the test knows BIRD has the routes
 // and checks the attribute with our own decoder; birdc shows the octets.
 func TestBIRDClient(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	leakCheck(t)
-	h := startHub(t, Config{}, acme("127.0.0.1"))
+	h := startHub(t, Config{}, acmeIsolated())
 	hub := netip.MustParseAddrPort(listenOf(h, "acme"))
 	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16", "fd00:1::/48"))
 	mustUp(t, h, cpe("bird", "acme", addr(20), "127.0.0.20:0", "10.20.0.0/16"))
-	monPort := freePort(t)
-	bird := peertest.Bird(t, fmt.Sprintf(`
+	bird := peertest.Bird(t, nil, fmt.Sprintf(`
 router id 127.0.0.20;
 protocol static s4 { ipv4; route 10.20.1.0/24 unreachable; }
 protocol bgp hub {
@@ -94,10 +116,10 @@ protocol bgp mon {
   ipv4 { import none; export where source = RTS_BGP; };
   ipv6 { import none; export where source = RTS_BGP; extended next hop on; };
 }
-`, hub.Port(), monPort))
+`, hub.Port(), birdPort))
 	a := runCPE(t, addr(2), hub.String(), "192.168.7.2:4500", "10.1.0.0/24", "fd00:1::/48")
 	a.waitRoutes(t, map[string]string{"10.20.1.0/24": "127.0.0.20:0"})
-	mon := runCPE(t, addr(21), fmt.Sprintf("127.0.0.20:%d", monPort), "")
+	mon := runCPE(t, addr(21), fmt.Sprintf("127.0.0.20:%d", birdPort), "")
 	mon.waitRoutes(t, map[string]string{"10.1.0.0/24": "198.51.100.2:4500", "fd00:1::/48": "198.51.100.2:4500"})
 
 	want, err := tunnelencap.AppendValue(nil, netip.MustParseAddrPort("198.51.100.2:4500"))
@@ -119,13 +141,15 @@ protocol bgp mon {
 // attribute shape (one TLV, sub-TLVs below 128) and installs the reflected
 // routes as valid and best.
 func TestFRRClient(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	leakCheck(t)
-	testenv.Root(t)
-	h := startHub(t, Config{}, acme("127.0.0.1"))
+	h := startHub(t, Config{}, acmeIsolated())
 	hub := netip.MustParseAddrPort(listenOf(h, "acme"))
 	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16", "fd00:1::/48"))
 	mustUp(t, h, cpe("frr", "acme", addr(30), "127.0.0.30:0", "10.30.0.0/16"))
-	frr := peertest.FRR(t, fmt.Sprintf(`
+	frr := peertest.FRR(t, nil, fmt.Sprintf(`
 hostname frrcpe
 router bgp 65000
  bgp router-id 127.0.0.30
@@ -172,14 +196,16 @@ router bgp 65000
 // RFC 5565 form; CPEs get it with its NEXT_HOP and no endpoint (the FIB
 // resolves it recursively), and the router gets the CPEs' routes.
 func TestConfiguredPeer(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	leakCheck(t)
-	g := acme("127.0.0.1")
+	g := acmeIsolated()
 	g.Peers = []PeerConfig{{Address: netip.MustParseAddr("127.0.0.40"), ASN: 65000, Passive: true}}
 	h := startHub(t, Config{}, g)
 	hub := netip.MustParseAddrPort(listenOf(h, "acme"))
 	mustUp(t, h, cpe("a", "acme", addr(2), "198.51.100.2:4500", "10.1.0.0/16"))
-	monPort := freePort(t)
-	peertest.Bird(t, fmt.Sprintf(`
+	peertest.Bird(t, nil, fmt.Sprintf(`
 router id 127.0.0.40;
 protocol static dc { ipv4; route 192.168.100.0/24 unreachable; }
 protocol bgp hub {
@@ -197,7 +223,7 @@ protocol bgp mon {
   rr client;
   ipv4 { import none; export where source = RTS_BGP; };
 }
-`, hub.Port(), monPort))
+`, hub.Port(), birdPort))
 	a := runCPE(t, addr(2), hub.String(), "198.51.100.2:4500", "10.1.0.0/24")
 	if err := a.sink.Wait(within(t, 20*time.Second), func(rs map[netip.Prefix]routing.Route) bool {
 		r, ok := rs[netip.MustParsePrefix("192.168.100.0/24")]
@@ -205,6 +231,6 @@ protocol bgp mon {
 	}); err != nil {
 		t.Fatalf("a:\n%s", a.sink)
 	}
-	mon := runCPE(t, "127.0.0.41", fmt.Sprintf("127.0.0.40:%d", monPort), "")
+	mon := runCPE(t, "127.0.0.41", fmt.Sprintf("127.0.0.40:%d", birdPort), "")
 	mon.waitRoutes(t, map[string]string{"10.1.0.0/24": "198.51.100.2:4500"})
 }

@@ -67,14 +67,17 @@ func RunInNetns(t *testing.T) bool {
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	log := childLog(out)
+	if log != "" {
+		log = ":\n" + log
+	}
 	result := func(s string) bool { return strings.Contains(string(out), "--- "+s+": "+t.Name()+" (") }
 	switch {
 	case err == nil && result("PASS"):
-		t.Logf("ran in namespace %s:\n%s", ns.Name, log)
+		t.Logf("ran in namespace %s%s", ns.Name, log)
 	case err == nil && result("SKIP"):
-		t.Skipf("skipped in namespace %s:\n%s", ns.Name, log)
+		t.Skipf("skipped in namespace %s%s", ns.Name, log)
 	default:
-		t.Fatalf("in namespace %s: %v\n%s", ns.Name, err, log)
+		t.Fatalf("in namespace %s: %v%s", ns.Name, err, log)
 	}
 	return true
 }

@@ -1,7 +1,13 @@
 // Package peertest runs foreign BGP speakers (stock gobgpd, BIRD 2, FRR's
 // bgpd) for interoperability tests. Each runs in the foreground from a
-// configuration written into the test's temporary directory, listens on
-// loopback on a free port, and is killed when the test ends.
+// configuration written into the test's temporary directory and is killed
+// when the test ends.
+//
+// A daemon runs only in a network namespace of the test's own: the one
+// passed (the test then opens its own sockets there with Netns.Do), or, with
+// none passed, the one the whole test process was moved into by
+// testenv.RunInNetns. Its ports are therefore fixed ones (179), which no
+// test of another package running at the same time can take from it.
 package peertest
 
 import (
@@ -36,12 +42,21 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.p.out.Write(b)
 }
 
-// Start runs bin with args in dir and kills it (by its PID) when the test
-// ends. Its output is kept for Output.
-func Start(tb testing.TB, dir, bin string, args ...string) *Proc {
+// Start runs bin with args in dir inside ns and kills it (by its PID) when
+// the test ends. Its output is kept for Output. A nil ns is this process's
+// namespace, allowed only in a test moved by testenv.RunInNetns.
+func Start(tb testing.TB, ns *testenv.Netns, dir, bin string, args ...string) *Proc {
 	tb.Helper()
 	p := &Proc{Dir: dir, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
+	switch {
+	case ns != nil:
+		// ip netns exec executes bin in its own place: the PID is bin's.
+		p.cmd = ns.Command(context.Background(), bin, args...)
+	case testenv.InTestNetns():
+		p.cmd = exec.Command(bin, args...)
+	default:
+		tb.Fatalf("peertest: %s must run in a namespace of the test's own (pass one, or call testenv.RunInNetns first)", filepath.Base(bin))
+	}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
 	if err := p.cmd.Start(); err != nil {
@@ -95,25 +110,26 @@ func write(tb testing.TB, dir, name, content string) string {
 	return path
 }
 
-// Gobgpd starts the stock gobgpd (Debian package gobgpd) with a TOML
-// configuration; grpcPort is where its API listens.
-func Gobgpd(tb testing.TB, config string, grpcPort int) *Proc {
+// Gobgpd starts the stock gobgpd (Debian package gobgpd) in ns with a TOML
+// configuration; grpcPort is where its API listens on 127.0.0.1.
+func Gobgpd(tb testing.TB, ns *testenv.Netns, config string, grpcPort int) *Proc {
 	tb.Helper()
 	bin := testenv.Binary(tb, "gobgpd", "apt-get install gobgpd")
 	dir := tb.TempDir()
 	cfg := write(tb, dir, "gobgpd.toml", config)
-	return Start(tb, dir, bin, "-f", cfg, "-t", "toml", "-l", "info", "-p",
+	return Start(tb, ns, dir, bin, "-f", cfg, "-t", "toml", "-l", "info", "-p",
 		"--api-hosts", fmt.Sprintf("127.0.0.1:%d", grpcPort), "--pprof-disable")
 }
 
-// Bird starts BIRD 2 with the given configuration; Birdc talks to it.
-func Bird(tb testing.TB, config string) *Proc {
+// Bird starts BIRD 2 in ns with the given configuration; Birdc talks to it
+// (over its control socket, from any namespace).
+func Bird(tb testing.TB, ns *testenv.Netns, config string) *Proc {
 	tb.Helper()
 	bin := testenv.Binary(tb, "bird", "apt-get install bird2")
 	testenv.Binary(tb, "birdc", "apt-get install bird2")
 	dir := tb.TempDir()
 	cfg := write(tb, dir, "bird.conf", "log stderr { info, remote, warning, error, auth, fatal, bug };\n"+config)
-	return Start(tb, dir, bin, "-f", "-c", cfg, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
+	return Start(tb, ns, dir, bin, "-f", "-c", cfg, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
 }
 
 // Birdc runs a birdc command against a BIRD started by Bird.
@@ -129,9 +145,10 @@ func (p *Proc) Birdc(tb testing.TB, args ...string) string {
 	return string(out)
 }
 
-// FRR starts FRR's bgpd alone (no zebra) with the given configuration,
-// listening on 127.0.0.1:port; Vtysh talks to it.
-func FRR(tb testing.TB, config string, port int) *Proc {
+// FRR starts FRR's bgpd alone (no zebra) in ns with the given
+// configuration, listening on 127.0.0.1:port (none if 0); Vtysh talks to it
+// (over its vty socket, from any namespace).
+func FRR(tb testing.TB, ns *testenv.Netns, config string, port int) *Proc {
 	tb.Helper()
 	bin := testenv.Binary(tb, "/usr/lib/frr/bgpd", "apt-get install frr")
 	testenv.Binary(tb, "vtysh", "apt-get install frr")
@@ -142,7 +159,7 @@ func FRR(tb testing.TB, config string, port int) *Proc {
 	if os.Geteuid() == 0 {
 		args = append(args, "-S", "-u", "root", "-g", "root")
 	}
-	return Start(tb, dir, bin, args...)
+	return Start(tb, ns, dir, bin, args...)
 }
 
 // Vtysh runs a vtysh command against an FRR started by FRR.
