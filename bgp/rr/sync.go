@@ -135,7 +135,12 @@ func (g *group) endDeferralLocked(reason string) {
 }
 
 // syncEORLocked sees GoBGP report the sync session's End-of-RIB: GoBGP has
-// ended its deferral, the session can go.
+// ended its deferral, the session can go. Deleting the peer at once is
+// safe: GoBGP notifies the EOR watcher, marks the End-of-RIB received and
+// checks whether every GR neighbor has sent one (then sends every CPE its
+// table) in one turn of its Serve loop (v3.37.0 handleFSMMessage), and
+// DeletePeer is a management operation on that same loop, so it runs only
+// after that check.
 func (g *group) syncEORLocked(f *api.Family) {
 	sy := g.sync
 	if sy == nil || f == nil {
