@@ -36,6 +36,7 @@ const (
 	DefaultBGPPort      = 179
 	DefaultLogRate      = 20 // filter log lines per second per group, beyond which they are only counted
 	DefaultMaxRoutes    = 1024
+	DefaultLocalPref    = 100 // RoutePolicy.LocalPref if zero
 	// hardLimitFactor: GoBGP closes a CPE's session when its Adj-RIB-In
 	// (every route it sent, accepted or not) exceeds this many times
 	// MaxRoutesPerCPE per family, which bounds the memory a CPE can take.
@@ -112,11 +113,57 @@ type GroupConfig struct {
 	Restarting   bool
 	DeferralTime time.Duration // DefaultDeferralTime if zero
 
+	// Policy is the group's policy on CPE routes (configuration
+	// groups[].bgp); Hub.SetRoutePolicy changes it while the group runs.
+	// Nil keeps what rr did before group policies: any prefix within an
+	// authorised one, the CPE's own LOCAL_PREF, Config.MaxRoutesPerCPE
+	// routes per CPE. The hub daemon always sets one.
+	Policy *RoutePolicy
+
 	// SyncAddress is the loopback address from which the hub's own
 	// deferral-holding session connects while Restarting (127.0.0.1, or ::1
 	// if the group listens only on IPv6). It shows in `gobgp neighbor`
 	// while the deferral lasts.
 	SyncAddress netip.Addr
+}
+
+// RoutePolicy is what a group accepts from its CPEs and how it passes it
+// on. Drops are counted in Stats (ForeignPrefix, TooManyRoutes) and logged
+// at a bounded rate.
+type RoutePolicy struct {
+	// MaxPrefixes bounds the routes the hub re-originates for one CPE of
+	// the group; announcements beyond it are dropped. Config.MaxRoutesPerCPE
+	// if zero. Raising it at run time above the larger of the two values
+	// the group started with needs a restart of the group
+	// (ErrRestartNeeded): GoBGP's session-closing bound is fixed then.
+	MaxPrefixes int
+	// AcceptMoreSpecifics accepts prefixes inside an authorised one. By
+	// default a CPE may announce only its authorised prefixes themselves.
+	AcceptMoreSpecifics bool
+	// LocalPref is the LOCAL_PREF of the group's CPE routes, whatever the
+	// CPE sent; DefaultLocalPref if zero.
+	LocalPref uint32
+}
+
+// policy is a group's RoutePolicy as applied.
+type policy struct {
+	max           int
+	moreSpecifics bool
+	localPref     uint32 // 0: the CPE's own (no RoutePolicy)
+}
+
+func (c *Config) policy(p *RoutePolicy) policy {
+	if p == nil {
+		return policy{max: c.MaxRoutesPerCPE, moreSpecifics: true}
+	}
+	out := policy{max: p.MaxPrefixes, moreSpecifics: p.AcceptMoreSpecifics, localPref: p.LocalPref}
+	if out.max <= 0 {
+		out.max = c.MaxRoutesPerCPE
+	}
+	if out.localPref == 0 {
+		out.localPref = DefaultLocalPref
+	}
+	return out
 }
 
 // CPE is what the hub knows about a CPE from IKE.
@@ -131,7 +178,8 @@ type CPE struct {
 	// encapsulated (port 0 = raw ESP).
 	Endpoint netip.AddrPort
 	// Prefixes are the LAN prefixes the CPE may advertise: an advertised
-	// prefix must lie within one of them (equal or more specific).
+	// prefix must be one of them, or lie within one if the group's
+	// RoutePolicy accepts more specifics.
 	Prefixes []netip.Prefix
 }
 
@@ -231,12 +279,17 @@ func (c *CPE) check() error {
 	return nil
 }
 
-// authorised reports whether p lies within one of the CPE's prefixes.
-func (c *CPE) authorised(p netip.Prefix) bool {
+// authorised reports whether p is one of the CPE's prefixes, or lies
+// within one if moreSpecifics.
+func (c *CPE) authorised(p netip.Prefix, moreSpecifics bool) bool {
 	for _, a := range c.Prefixes {
-		if a.Addr().Is4() == p.Addr().Is4() && a.Bits() <= p.Bits() && a.Contains(p.Addr()) {
+		if a == p || moreSpecifics && a.Addr().Is4() == p.Addr().Is4() && a.Bits() <= p.Bits() && a.Contains(p.Addr()) {
 			return true
 		}
 	}
 	return false
 }
+
+// within reports whether p lies within one of the CPE's prefixes
+// (equal or more specific).
+func (c *CPE) within(p netip.Prefix) bool { return c.authorised(p, true) }

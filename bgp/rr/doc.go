@@ -37,15 +37,17 @@
 //   - the global import policy rejects every route received from a CPE
 //     (configured peers' routes and the hub's own are accepted);
 //   - the hub watches GoBGP's pre-policy Adj-RIB-In events and, for each CPE
-//     route, checks that the prefix lies within the CPE's authorised
-//     prefixes (else it is dropped, counted and logged) and that its ESP
+//     route, checks that the prefix is one of the CPE's authorised prefixes,
+//     or lies within one if the group's RoutePolicy accepts more specifics
+//     (else it is dropped, counted and logged), that the CPE stays within
+//     the policy's MaxPrefixes (same), and that its ESP
 //     endpoint — the Tunnel Egress Endpoint and UDP port, or the NEXT_HOP
 //     in the plain RFC 5565 form — is the address and port the hub sees on
 //     the CPE's IKE SA; if not, it is rewritten (default; a CPE behind NAT
 //     cannot know its public endpoint) or dropped (Config.Endpoint), counted
 //     and logged;
 //   - the hub then adds its own path for the route (AddPath): the CPE's
-//     ORIGIN, LOCAL_PREF and MED, ORIGINATOR_ID = the CPE's BGP Identifier,
+//     ORIGIN and MED, the group's LOCAL_PREF (RoutePolicy.LocalPref), ORIGINATOR_ID = the CPE's BGP Identifier,
 //     NEXT_HOP = the endpoint address, a Tunnel Encapsulation attribute with
 //     the endpoint the hub saw, a path identifier per CPE so two CPEs of one
 //     site announcing the same prefix remain two paths, and the CPE's BGP
@@ -54,6 +56,12 @@
 //
 // This costs the hub O(routes received) work, against the O(routes × CPEs)
 // of reflection itself, and nothing else in GoBGP changes.
+//
+// The route policy changes at run time (Hub.SetRoutePolicy), as do a CPE's
+// authorised prefixes (CPEUp again): the hub withdraws what is no longer
+// allowed and reads what each CPE sent back from GoBGP's Adj-RIB-In (it
+// keeps every route received, before the import policy) to accept what
+// now is, without touching the sessions.
 //
 // CPEDown withdraws the CPE's routes at once and deletes the neighbor. A
 // CPE session that drops while its IKE SA lives keeps its routes (marked

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,11 @@ type group struct {
 	stats counters
 	logs  limiter
 
+	// hardMax is the per-CPE route count, per family, beyond which GoBGP
+	// closes the session: hardLimitFactor times the larger of
+	// Config.MaxRoutesPerCPE and the policy's MaxPrefixes at start.
+	hardMax int
+
 	cancelWatch context.CancelFunc
 	bg          sync.WaitGroup // goroutines the group started (sync session teardown)
 	ops         [pathWorkers]chan pathOp
@@ -46,6 +53,7 @@ type group struct {
 	cpes      map[netip.Addr]*cpeState // by overlay address
 	byID      map[string]*cpeState
 	nextID    uint32 // path identifiers, one per CPE
+	pol       policy // the route policy in force
 	deferring bool   // restart deferral in progress
 	sync      *syncSession
 	closing   bool // close has begun: sessions going down keep their routes
@@ -95,7 +103,9 @@ func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
 		byID:      map[string]*cpeState{},
 		deferring: gc.Restarting,
 		changed:   make(chan struct{}),
+		pol:       h.cfg.policy(gc.Policy),
 	}
+	g.hardMax = hardLimitFactor * max(h.cfg.MaxRoutesPerCPE, g.pol.max)
 	g.logs.n = h.cfg.LogRate
 	adapter := gobgplog.New(g.log, gblog.WarnLevel).WithHook(g.gobgpMessage).WithQuiet(
 		// A CPE session that ends drops its Adj-RIB-In; those routes were
@@ -211,7 +221,7 @@ func (g *group) configure(ctx context.Context) error {
 		Conf: &api.PeerGroupConf{PeerGroupName: peerGroupCPE, PeerAsn: hc.ASN},
 		RouteReflector: &api.RouteReflector{RouteReflectorClient: true,
 			RouteReflectorClusterId: hc.ClusterID.String()},
-		AfiSafis:  withPrefixLimit(afiSafis(true), uint32(hc.MaxRoutesPerCPE*hardLimitFactor)),
+		AfiSafis:  withPrefixLimit(afiSafis(true), uint32(g.hardMax)),
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: hold, KeepaliveInterval: hold / 3}},
 		Transport: &api.Transport{PassiveMode: true},
 		GracefulRestart: &api.GracefulRestart{Enabled: true, RestartTime: uint32(hc.RestartTime / time.Second),
@@ -396,7 +406,7 @@ func (g *group) cpeUp(ctx context.Context, c CPE) error {
 	cs, ok := g.byID[c.ID]
 	if ok {
 		cs.CPE = c
-		g.revalidateLocked(ctx, cs)
+		g.reapplyLocked(ctx, cs)
 		return nil
 	}
 	g.nextID++
@@ -440,21 +450,88 @@ func (g *group) removeLocked(ctx context.Context, c *cpeState, reason string) {
 	g.log.Info("CPE gone, routes withdrawn", "id", c.ID, "peer", c.Overlay.String(), "reason", reason, "routes", n)
 }
 
-// revalidateLocked re-checks the routes of an updated CPE: prefixes it
-// lost are withdrawn, a changed endpoint is re-advertised.
-func (g *group) revalidateLocked(ctx context.Context, c *cpeState) {
-	for p, a := range c.routes {
-		if !c.authorised(p) {
+// reapplyLocked checks a CPE's routes again after its authorisation or the
+// group's policy changed. Held routes no longer allowed are withdrawn, and
+// the surplus over MaxPrefixes (the highest prefixes); the others get the
+// current endpoint and LOCAL_PREF. Routes the CPE announced but the hub
+// dropped come back from GoBGP's Adj-RIB-In (which keeps every route a
+// session received, before the import policy) and are checked again.
+func (g *group) reapplyLocked(ctx context.Context, c *cpeState) {
+	for p := range c.routes {
+		if !c.authorised(p, g.pol.moreSpecifics) {
 			g.withdrawLocked(ctx, c, p)
-			continue
 		}
-		if a.endpoint != c.Endpoint {
-			b := a
-			b.endpoint = c.Endpoint
-			b.nextHop = nextHopFor(p, &c.CPE)
+	}
+	if n := len(c.routes) - g.pol.max; n > 0 {
+		ps := slices.SortedFunc(maps.Keys(c.routes), comparePrefixes)
+		for _, p := range ps[len(ps)-n:] {
+			g.withdrawLocked(ctx, c, p)
+		}
+	}
+	for p, a := range c.routes {
+		b := a
+		b.endpoint = c.Endpoint
+		b.nextHop = nextHopFor(p, &c.CPE)
+		if g.pol.localPref != 0 {
+			b.localPref = g.pol.localPref
+		}
+		if !b.same(a) {
 			g.originateLocked(ctx, c, p, b)
 		}
 	}
+	if !c.established {
+		return
+	}
+	for _, f := range families {
+		err := g.s.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: c.Overlay.String(), Family: f},
+			func(d *api.Destination) {
+				for _, p := range d.GetPaths() {
+					if pfx, ok := prefixOf(p); ok {
+						if _, held := c.routes[pfx]; held {
+							continue
+						}
+					}
+					g.acceptLocked(ctx, c, p, true)
+				}
+			})
+		if err != nil {
+			g.log.Warn("cannot read the CPE's routes again", "id", c.ID, "peer", c.Overlay.String(), "err", err)
+		}
+	}
+}
+
+// comparePrefixes orders prefixes by family, address, then length.
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// setPolicy changes the group's route policy and checks every CPE's
+// routes against it.
+func (g *group) setPolicy(ctx context.Context, p RoutePolicy) error {
+	pol := g.hub.cfg.policy(&p)
+	if hardLimitFactor*pol.max > g.hardMax {
+		return fmt.Errorf("%w: group %s: max prefixes %d above the %d it started with", ErrRestartNeeded,
+			g.cfg.Name, pol.max, g.hardMax/hardLimitFactor)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if pol == g.pol {
+		return nil
+	}
+	defer g.bumpLocked()
+	g.pol = pol
+	g.log.Info("route policy changed", "reason", fmt.Sprintf("max_prefixes %d, accept_more_specifics %v, local_pref %d",
+		pol.max, pol.moreSpecifics, pol.localPref))
+	for _, c := range g.byID {
+		g.reapplyLocked(ctx, c)
+	}
+	return nil
 }
 
 func (g *group) stopRestartLocked(c *cpeState) {

@@ -16,6 +16,9 @@ var (
 	ErrGroupExists  = errors.New("rr: group exists")
 	ErrOverlayInUse = errors.New("rr: overlay address in use by another CPE")
 	ErrNoCPE        = errors.New("rr: no such CPE")
+	// ErrRestartNeeded: the running group cannot take the change;
+	// RemoveGroup and AddGroup it with the new configuration.
+	ErrRestartNeeded = errors.New("rr: the change needs a restart of the group")
 )
 
 // Hub is the route reflector of the hub daemon: one embedded GoBGP
@@ -166,6 +169,22 @@ func (h *Hub) CPEDown(ctx context.Context, id string) error {
 	}
 	g.cpeDown(ctx, id, "IKE SA down")
 	return nil
+}
+
+// SetRoutePolicy changes a running group's route policy without
+// restarting its GoBGP: the routes its CPEs announced are checked again
+// at once (routes dropped before and now allowed are taken from what the
+// CPEs sent; routes no longer allowed are withdrawn; LOCAL_PREF follows).
+// A MaxPrefixes above the group's start values fails with
+// ErrRestartNeeded.
+func (h *Hub) SetRoutePolicy(ctx context.Context, name string, p RoutePolicy) error {
+	h.mu.Lock()
+	g, ok := h.groups[name]
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNoGroup, name)
+	}
+	return g.setPolicy(ctx, p)
 }
 
 // Stats returns the counters of one group, or of all groups if name is "".

@@ -13,11 +13,11 @@ type Stats struct {
 	Routes           uint64 // CPE routes the hub reflects now
 	StaleRoutes      uint64 // of those, kept across a CPE session loss
 	Accepted         uint64 // CPE route announcements accepted
-	ForeignPrefix    uint64 // announcements dropped: prefix not authorised for the CPE
+	ForeignPrefix    uint64 // announcements dropped: prefix not authorised for the CPE (a more specific included, unless the policy accepts those)
 	EndpointRewrite  uint64 // announcements whose endpoint the hub replaced
 	EndpointReject   uint64 // announcements dropped for a foreign endpoint
 	BadRoute         uint64 // announcements dropped as unusable (family, next hop)
-	TooManyRoutes    uint64 // announcements dropped beyond Config.MaxRoutesPerCPE
+	TooManyRoutes    uint64 // announcements dropped beyond the group's RoutePolicy.MaxPrefixes
 	RefusedSessions  uint64 // connections refused: source is not a live CPE
 	CPEWithdrawnDown uint64 // routes withdrawn because a CPE went down
 }

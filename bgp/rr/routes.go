@@ -16,27 +16,44 @@ import (
 // announceLocked validates one route a CPE announced and re-originates it
 // (or withdraws what the hub had for the prefix if it fails).
 func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
+	g.acceptLocked(ctx, c, p, false)
+}
+
+// acceptLocked is announceLocked; quiet (a route the CPE announced
+// earlier, checked again after a change of policy or authorisation) leaves
+// drops uncounted and unlogged: they were counted when it arrived.
+func (g *group) acceptLocked(ctx context.Context, c *cpeState, p *api.Path, quiet bool) {
 	pfx, ok := prefixOf(p)
 	if !ok {
-		g.stats.badRoute.Add(1)
+		if !quiet {
+			g.stats.badRoute.Add(1)
+		}
 		return
 	}
-	if !c.authorised(pfx) {
-		g.stats.foreignPrefix.Add(1)
-		if g.logs.allow() {
-			g.log.Warn("CPE route dropped: prefix not authorised", "id", c.ID, "peer", c.Overlay.String(),
-				"prefix", pfx.String(), "reason", "foreign prefix")
+	if !c.authorised(pfx, g.pol.moreSpecifics) {
+		if !quiet {
+			g.stats.foreignPrefix.Add(1)
+			if g.logs.allow() {
+				reason := "foreign prefix"
+				if c.within(pfx) {
+					reason = "more specific of an authorised prefix"
+				}
+				g.log.Warn("CPE route dropped: prefix not authorised", "id", c.ID, "peer", c.Overlay.String(),
+					"prefix", pfx.String(), "reason", reason)
+			}
 		}
 		g.withdrawLocked(ctx, c, pfx)
 		return
 	}
 	attrs, err := apiutil.GetNativePathAttributes(p)
 	if err != nil {
-		g.stats.badRoute.Add(1)
+		if !quiet {
+			g.stats.badRoute.Add(1)
+		}
 		g.withdrawLocked(ctx, c, pfx)
 		return
 	}
-	a := announced{origin: bgp.BGP_ORIGIN_ATTR_TYPE_IGP, localPref: 100}
+	a := announced{origin: bgp.BGP_ORIGIN_ATTR_TYPE_IGP, localPref: DefaultLocalPref}
 	var nh netip.Addr
 	var encap tunnelencap.Endpoint
 	hasEncap, badEncap := false, false
@@ -71,8 +88,15 @@ func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
 	if hasEncap {
 		claimed = tunnelencap.Resolve(encap, nh)
 	}
+	if g.pol.localPref != 0 {
+		a.localPref = g.pol.localPref
+	}
 	if badEncap || claimed != c.Endpoint {
 		if g.hub.cfg.Endpoint == EndpointReject {
+			if quiet {
+				g.withdrawLocked(ctx, c, pfx)
+				return
+			}
 			g.stats.epReject.Add(1)
 			if g.logs.allow() {
 				g.log.Warn("CPE route dropped: endpoint is not the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
@@ -81,13 +105,18 @@ func (g *group) announceLocked(ctx context.Context, c *cpeState, p *api.Path) {
 			g.withdrawLocked(ctx, c, pfx)
 			return
 		}
-		g.stats.epRewrite.Add(1)
-		if g.logs.allow() {
+		if !quiet {
+			g.stats.epRewrite.Add(1)
+		}
+		if !quiet && g.logs.allow() {
 			g.log.Info("CPE route endpoint rewritten to the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
 				"prefix", pfx.String(), "endpoint", c.Endpoint.String(), "reason", "advertised "+claimed.String())
 		}
 	}
-	if _, ok := c.routes[pfx]; !ok && len(c.routes) >= g.hub.cfg.MaxRoutesPerCPE {
+	if _, ok := c.routes[pfx]; !ok && len(c.routes) >= g.pol.max {
+		if quiet {
+			return
+		}
 		g.stats.tooMany.Add(1)
 		if g.logs.allow() {
 			g.log.Warn("CPE route dropped: too many routes", "id", c.ID, "peer", c.Overlay.String(),
@@ -128,7 +157,7 @@ func tunnelAttr(ep netip.AddrPort) *bgp.PathAttributeTunnelEncap {
 }
 
 // originateLocked puts the hub's version of a CPE route into the RIB: the
-// CPE's ORIGIN, LOCAL_PREF and MED, the CPE's BGP Identifier as
+// CPE's ORIGIN and MED, the LOCAL_PREF of the policy, the CPE's BGP Identifier as
 // ORIGINATOR_ID (as a reflected route would have, RFC 4456), the
 // endpoint the hub saw on the IKE SA, and the CPE's path identifier so
 // that two CPEs announcing one prefix stay two paths.
