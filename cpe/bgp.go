@@ -57,6 +57,10 @@ func (s fibSink) Upsert(r routing.Route) error {
 	if r.Endpoint.IsValid() && r.NextHop.IsValid() && (r.NextHop.Is4In6() || r.NextHop.Is4() != r.Prefix.Addr().Is4()) {
 		r.NextHop = netip.Addr{}
 	}
+	// The speaker has already cleared the route's stale mark; after a hub
+	// restart the route is often the one we kept, so the FIB does not
+	// change and nothing else would wake Wait on Status.BGP.Stale.
+	defer s.c.notify()
 	return s.FIB.Upsert(r)
 }
 

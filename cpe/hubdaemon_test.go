@@ -198,9 +198,14 @@ func TestWithHubDaemon(t *testing.T) {
 			return st.Tunnel.Up && st.BGP.Established && st.BGP.Routes == 1 &&
 				len(st.Group.SAs) == 1 && st.Group.SAs[0].SPI == spi
 		})
-		// The restarted reflector does not send End-of-RIB yet
-		// (hub/NEEDS.md): the kept routes stay marked stale.
 		t.Logf("cpe%d back after %v, %d of its routes still stale", s.i, time.Since(start).Round(time.Millisecond), st.BGP.Stale)
+	}
+	// The restarted reflector ends its restart deferral and sends every
+	// CPE the table and End-of-RIB: the routes kept are fresh again.
+	for _, s := range sites {
+		waitStatus(t, s.c, 10*time.Second, fmt.Sprintf("cpe%d has End-of-RIB from the restarted hub", s.i), func(st *Status) bool {
+			return st.BGP.Established && st.BGP.Routes == 1 && st.BGP.Stale == 0
+		})
 	}
 	waitRoute(t, sites[0].c, time.Second, "10.2.0.0/24", "192.0.2.2:0")
 	if lost := pingUntil(t, sites[0].lan, sites[1].host, 10*time.Second, 5); lost != 0 {
