@@ -314,10 +314,6 @@ func TestGRPCPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(map[string]string{"acme": at(0), "initech": at(2), "globex": at(1)})
-	// The route reflector's one route limit cannot change while it runs.
-	if lines := th.logs.lines("route limit per CPE kept until a restart", "allow 500 routes per CPE", "enforces 100"); len(lines) != 1 {
-		t.Errorf("no warning that the larger max_prefixes needs a restart:\n%s", th.logs)
-	}
 
 	last := copyConfig(next)
 	last.CPEs = nil
@@ -373,6 +369,7 @@ func TestBGPRouteLimit(t *testing.T) {
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
 	cfg.Groups[0].BGP.MaxPrefixes, cfg.Groups[1].BGP.MaxPrefixes = 2, 2
+	cfg.Groups[0].BGP.AcceptMoreSpecifics = true
 	port := freePort(t, "127.100.0.1")
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
 	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
@@ -387,7 +384,8 @@ func TestBGPRouteLimit(t *testing.T) {
 		}
 		vips = append(vips, netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0))
 	}
-	// cpe1 announces three routes inside its authorised 10.1.0.0/24.
+	// cpe1 announces three routes inside its authorised 10.1.0.0/24
+	// (the group accepts more specifics).
 	startSpeaker(t, ctx, th.cfg.BGP.ASN, vips[0], hubAcme, outer, "10.1.0.0/24", "10.1.0.0/25", "10.1.0.128/25")
 	s2 := startSpeaker(t, ctx, th.cfg.BGP.ASN, vips[1], hubAcme, outer, "10.2.0.0/24")
 	pollFor(t, "the third route to be dropped", func() bool {
@@ -403,5 +401,87 @@ func TestBGPRouteLimit(t *testing.T) {
 	}
 	if m := scrapeMetrics(t, th); !strings.Contains(m, `mpsa_hub_bgp_filtered_total{group="acme",reason="too_many_routes"} 1`) {
 		t.Errorf("metrics lack the dropped route:\n%s", m)
+	}
+}
+
+// TestBGPRoutePolicy: a group's bgp settings are its route policy. By
+// default a CPE may announce only its authorised prefixes themselves: a
+// more specific is dropped and counted, and the other CPE sees the
+// group's local_pref. A reload that accepts more specifics and changes
+// local_pref applies to the running group: the more specific the CPE sent
+// is accepted, LOCAL_PREF re-advertised, no session reset. A max_prefixes
+// beyond what the running group can take restarts the group, which
+// takes the CPEs' routes again.
+func TestBGPRoutePolicy(t *testing.T) {
+	checkGoroutines(t)
+	cfg := baseConfig(t)
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	cfg.Groups[0].BGP.LocalPref = 200
+	port := freePort(t, "127.100.0.1")
+	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
+	outer := netip.AddrPortFrom(loop4, 0)
+	ctx := context.Background()
+	var vips []netip.AddrPort
+	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
+		c := newCPE(t, th, id, cpeOpts{})
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+		vips = append(vips, netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0))
+	}
+	// cpe1 is authorised for 10.1.0.0/24; 10.1.0.128/25 lies within it.
+	_, sp1 := startSpeakerStats(t, ctx, th.cfg.BGP.ASN, vips[0], hubAcme, outer, "10.1.0.0/24", "10.1.0.128/25")
+	s2 := startSpeaker(t, ctx, th.cfg.BGP.ASN, vips[1], hubAcme, outer, "10.2.0.0/24")
+	wantPrefs := func(what string, want map[string]uint32) {
+		t.Helper()
+		waitRoutes(t, s2, what, func(r map[netip.Prefix]routing.Route) bool {
+			if len(r) != len(want) {
+				return false
+			}
+			for p, lp := range want {
+				if x, ok := r[mustPrefix(p)]; !ok || x.LocalPref != lp {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	wantPrefs("cpe2 learns cpe1's authorised prefix only, LOCAL_PREF 200", map[string]uint32{"10.1.0.0/24": 200})
+	pollFor(t, "the more specific to be counted", func() bool {
+		v, _ := th.h.BGP(ctx)
+		return v.Groups[0].ForeignPrefix == 1 && v.Groups[0].Routes == 2
+	})
+	if lines := th.logs.lines("CPE route dropped: prefix not authorised", "prefix=10.1.0.128/25", `reason="more specific of an authorised prefix"`); len(lines) != 1 {
+		t.Errorf("no log line for the dropped more specific:\n%s", th.logs)
+	}
+
+	next := copyConfig(cfg)
+	next.Groups[0].BGP.AcceptMoreSpecifics = true
+	next.Groups[0].BGP.LocalPref = 300
+	checkConfig(t, next)
+	if _, err := th.h.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	wantPrefs("cpe2 learns the more specific after the reload, LOCAL_PREF 300", map[string]uint32{"10.1.0.0/24": 300, "10.1.0.128/25": 300})
+	if n := sp1.Stats().Established; n != 1 {
+		t.Errorf("cpe1's session established %d times: the policy change reset it", n)
+	}
+
+	// Beyond the route reflector's bound (rr.DefaultMaxRoutes here): the
+	// group restarts with it, and its CPEs' routes come back.
+	last := copyConfig(next)
+	last.Groups[0].BGP.MaxPrefixes = 2000
+	last.Groups[0].BGP.LocalPref = 0
+	checkConfig(t, last)
+	if _, err := th.h.Reload(last); err != nil {
+		t.Fatal(err)
+	}
+	pollFor(t, "cpe1's session back after the group's restart", func() bool { return sp1.Stats().Established == 2 })
+	wantPrefs("cpe2 learns cpe1's routes from the restarted group", map[string]uint32{"10.1.0.0/24": 100, "10.1.0.128/25": 100})
+	if lines := th.logs.lines("route reflector group restarts for its new route limit", "group=acme"); len(lines) != 1 {
+		t.Errorf("no log line for the group's restart:\n%s", th.logs)
 	}
 }

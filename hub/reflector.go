@@ -32,7 +32,7 @@ import (
 // once, so that the CPEs keep the routes they hold and the hub sends its
 // table only when all of them are back, or after the deferral time.
 func (h *Hub) startReflector(cfg *configs.Hub) error {
-	h.rrMaxRoutes = maxPrefixes(cfg)
+	h.rrMaxRoutes = max(maxPrefixes(cfg), rr.DefaultMaxRoutes)
 	r, err := rr.New(rr.Config{ASN: cfg.BGP.ASN, RouterID: cfg.BGP.RouterID, ClusterID: cfg.BGP.ClusterID,
 		MaxRoutesPerCPE: h.rrMaxRoutes, Logger: h.root})
 	if err != nil {
@@ -73,10 +73,11 @@ func (h *Hub) startReflector(cfg *configs.Hub) error {
 	return nil
 }
 
-// maxPrefixes is the route limit per CPE the route reflector enforces: it
-// has one for all groups (rr.Config.MaxRoutesPerCPE), so the largest of the
-// groups' bgp.max_prefixes (bgp/NEEDS.md asks for one per group). It is
-// fixed when the reflector starts.
+// maxPrefixes is the largest of the groups' bgp.max_prefixes. Each group
+// enforces its own (rr.RoutePolicy); the route reflector's hub-wide bound
+// (rr.Config.MaxRoutesPerCPE, at least rr.DefaultMaxRoutes) only sets how
+// far a reload can raise a group's limit without restarting the group:
+// GoBGP closes a session beyond four times the larger of the two.
 func maxPrefixes(cfg *configs.Hub) int {
 	m := 0
 	for _, g := range cfg.Groups {
@@ -144,7 +145,14 @@ func (h *Hub) reflectorGroup(cfg *configs.Hub, i int, restarting bool) rr.GroupC
 			gc.Peers = append(gc.Peers, rr.PeerConfig{Address: p.Address, ASN: p.ASN, Port: p.Port})
 		}
 	}
+	pol := routePolicy(g)
+	gc.Policy = &pol
 	return gc
+}
+
+// routePolicy is a group's groups[].bgp as the route reflector takes it.
+func routePolicy(g *configs.Group) rr.RoutePolicy {
+	return rr.RoutePolicy{MaxPrefixes: g.BGP.MaxPrefixes, AcceptMoreSpecifics: g.BGP.AcceptMoreSpecifics, LocalPref: g.BGP.LocalPref}
 }
 
 // freeGRPC returns the lowest address from base up (same IP address, port
@@ -177,14 +185,13 @@ func (h *Hub) addReflectorGroup(cfg *configs.Hub, i int, restarting bool) error 
 }
 
 // syncReflector follows a reload: groups removed, added, or whose BGP
-// settings changed (restarted); CPEs whose prefixes changed are updated.
+// settings changed (restarted); a group's route policy (groups[].bgp) is
+// changed in place, unless it raises max_prefixes beyond what the running
+// group can take (then the group restarts); CPEs whose prefixes changed are
+// updated.
 func (h *Hub) syncReflector(cfg *configs.Hub, diff configs.HubDiff) {
 	if h.rr == nil {
 		return
-	}
-	if m := maxPrefixes(cfg); m != h.rrMaxRoutes {
-		h.log.Warn("route limit per CPE kept until a restart",
-			"reason", fmt.Sprintf("the groups' bgp.max_prefixes now allow %d routes per CPE, the route reflector enforces %d", m, h.rrMaxRoutes))
 	}
 	restart := map[string]bool{}
 	for _, gc := range diff.GroupsChanged {
@@ -197,6 +204,29 @@ func (h *Hub) syncReflector(cfg *configs.Hub, diff configs.HubDiff) {
 	if slices.Contains(diff.Changed, "bgp.peers") {
 		for _, g := range cfg.Groups {
 			restart[g.Name] = true
+		}
+	}
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		h.mu.Lock()
+		running, ok := h.rrGroups[g.Name]
+		h.mu.Unlock()
+		pol := routePolicy(g)
+		if !ok || restart[g.Name] || running.Policy != nil && *running.Policy == pol {
+			continue
+		}
+		err := h.rr.SetRoutePolicy(h.ctx, g.Name, pol)
+		switch {
+		case errors.Is(err, rr.ErrRestartNeeded):
+			h.log.Info("route reflector group restarts for its new route limit", "group", g.Name, "reason", err.Error())
+			restart[g.Name] = true
+		case err != nil:
+			h.log.Error("route policy not changed", "group", g.Name, "err", err)
+		default:
+			h.mu.Lock()
+			running.Policy = &pol
+			h.rrGroups[g.Name] = running
+			h.mu.Unlock()
 		}
 	}
 	for _, name := range append(append([]string(nil), diff.GroupsRemoved...), keys(restart)...) {
