@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -47,26 +48,39 @@ var (
 	ports   = map[int]bool{}
 )
 
-// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago and
-// that it has not returned before in this process: Linux tends to hand the
-// same port out again, and a daemon that binds it right after an earlier
-// test's daemon died can find it still held by connections closing.
+// FreePortMin and FreePortMax bound the ports FreePort draws from: below the kernel's ephemeral
+// range (32768–60999 by default), where no socket bound to port 0 and no
+// outgoing connection of a test running at the same time, in this package or
+// another, is given a port; and apart from the range cpe's tests draw from
+// (20000–29999).
+const (
+	FreePortMin = 12000
+	FreePortMax = 19999
+)
+
+// FreePort returns a TCP port, drawn at random from FreePortMin–FreePortMax,
+// that was free on 127.0.0.1 a moment ago and that it has not returned
+// before in this process (a daemon that binds a port right after an earlier
+// test's daemon died can find it still held by connections closing). It
+// cannot keep a port for the caller: a test that starts a foreign daemon on
+// it runs that daemon in a namespace of its own instead (package peertest).
 func FreePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 1000 {
+		p := FreePortMin + rand.IntN(FreePortMax-FreePortMin+1)
+		if ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			return 0, err
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if !ports[p] {
-			ports[p] = true
-			return p, nil
-		}
+		ports[p] = true
+		return p, nil
 	}
-	return 0, fmt.Errorf("gobgptest: no fresh port")
+	return 0, fmt.Errorf("gobgptest: no free port in %d-%d", FreePortMin, FreePortMax)
 }
 
 // Start starts the reflector; Stop it when done.
