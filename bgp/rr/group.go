@@ -69,6 +69,7 @@ type cpeState struct {
 	routes   map[netip.Prefix]announced
 
 	established bool
+	since       time.Time // when the session was established
 	grTime      time.Duration // restart time the CPE offered; 0 = no GR
 	grFamilies  []*api.Family // families for which the CPE offered GR
 	eor         map[api.Family_Afi]bool
@@ -599,6 +600,7 @@ func (g *group) peerStateLocked(ctx context.Context, st *api.PeerState) {
 	switch {
 	case up && !c.established:
 		c.established = true
+		c.since = time.Now()
 		c.synced = false
 		clear(c.eor)
 		if id, err := netip.ParseAddr(st.RouterId); err == nil {
