@@ -5,6 +5,10 @@
 // result line.
 //
 //	bgpbench -rr gobgp -bin ./bin -n 1000 -k 4
+//
+// For diagnosis: -bird-log has BIRD log its protocols' states and events,
+// -cpe-log logs the simulated CPEs' sessions, -inflight sets how many of
+// them may be connecting at once.
 package main
 
 import (
@@ -13,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -36,6 +41,9 @@ func main() {
 	phased := flag.Bool("phased", false, "establish every session first, then let every CPE announce at once")
 	flag.StringVar(&rrProfile, "rr-cpuprofile", "", "have rr-gobgp / rr-hub write a CPU profile here")
 	flag.StringVar(&rrMemProfile, "rr-memprofile", "", "have rr-gobgp / rr-hub write a heap profile here at the end")
+	flag.IntVar(&inFlight, "inflight", 128, "concurrent connection attempts of the simulated CPEs")
+	flag.BoolVar(&cpeLog, "cpe-log", false, "log the simulated CPEs' sessions (Debug) to stderr")
+	flag.StringVar(&birdLog, "bird-log", "", "have BIRD log protocol states and events to this file")
 	flag.Parse()
 	if err := run(*kind, *bin, *n, *k, *port, *timeout, *phased); err != nil {
 		fmt.Fprintln(os.Stderr, "bgpbench:", err)
@@ -43,7 +51,11 @@ func main() {
 	}
 }
 
-var rrProfile, rrMemProfile string
+var (
+	rrProfile, rrMemProfile, birdLog string
+	inFlight                         int
+	cpeLog                           bool
+)
 
 type rrProc struct {
 	cmd   *exec.Cmd
@@ -71,7 +83,11 @@ func startRR(kind, bin string, n, port int) (*rrProc, error) {
 			return nil, err
 		}
 		p.dir = dir
-		conf := fmt.Sprintf(`
+		logConf := ""
+		if birdLog != "" {
+			logConf = fmt.Sprintf("log %q all;\ndebug protocols { states, events };\n", birdLog)
+		}
+		conf := logConf + fmt.Sprintf(`
 router id 10.255.255.1;
 template bgp cpe {
   local 127.0.0.1 port %d as 65000;
@@ -225,7 +241,11 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	cpu0 := cpu()
 	self0 := selfCPU()
 
-	cpes, err := loadgen.Start(loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased})
+	lcfg := loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased, MaxInFlight: inFlight}
+	if cpeLog {
+		lcfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cpes, err := loadgen.Start(lcfg)
 	if err != nil {
 		return err
 	}
