@@ -200,7 +200,7 @@ func (c *CPE) dialHub(ctx context.Context) (net.Conn, error) {
 	for {
 		c.mu.Lock()
 		t = c.tunnel
-		ch := c.notifyCh
+		ch := c.watchLocked()
 		c.mu.Unlock()
 		if t.up {
 			break

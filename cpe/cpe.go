@@ -85,6 +85,7 @@ type CPE struct {
 	lastErr  error  // why the last attempt failed
 	nextTry  time.Time
 	notifyCh chan struct{} // closed and replaced at every change (Wait)
+	watched  bool          // someone took notifyCh since it was made (watchLocked)
 	tunnel   tunnel        // the way to the hub's BGP port, as routineMain set it up
 	bgpConns map[*trackedConn]struct{}
 	bgpReset bool // the speaker must be restarted (new BGP settings)
@@ -313,8 +314,20 @@ func signal(ch chan struct{}) {
 
 // notifyLocked wakes every Wait; c.mu is held.
 func (c *CPE) notifyLocked() {
+	// Without a watcher there is nothing to wake: a route feed of
+	// thousands of routes makes no garbage channels.
+	if !c.watched {
+		return
+	}
 	close(c.notifyCh)
 	c.notifyCh = make(chan struct{})
+	c.watched = false
+}
+
+// watchLocked returns the channel closed at the next change.
+func (c *CPE) watchLocked() <-chan struct{} {
+	c.watched = true
+	return c.notifyCh
 }
 
 func (c *CPE) notify() {
@@ -329,7 +342,7 @@ func (c *CPE) notify() {
 func (c *CPE) Wait(ctx context.Context, cond func(*Status) bool) (*Status, error) {
 	for {
 		c.mu.Lock()
-		ch := c.notifyCh
+		ch := c.watchLocked()
 		c.mu.Unlock()
 		st := c.Status()
 		if cond(st) {
