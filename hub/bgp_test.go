@@ -2,12 +2,14 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/mpsa-vpn/mpsa/bgp/speaker"
 	"github.com/mpsa-vpn/mpsa/bgp/speaker/speakertest"
 	"github.com/mpsa-vpn/mpsa/configs"
+	"github.com/mpsa-vpn/mpsa/internal/ops"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 	"github.com/mpsa-vpn/mpsa/routing"
 )
@@ -173,6 +176,8 @@ func TestBGP(t *testing.T) {
 			t.Errorf("status bgp lacks %q:\n%s", want, text)
 		}
 	}
+
+	checkBGPStatus(t, th)
 
 	// The stock gobgp CLI reads acme's RIB.
 	if gobgp, err := exec.LookPath("gobgp"); err == nil || testenv.RequireAll() {
@@ -484,4 +489,111 @@ func TestBGPRoutePolicy(t *testing.T) {
 	if lines := th.logs.lines("route reflector group restarts for its new route limit", "group=acme"); len(lines) != 1 {
 		t.Errorf("no log line for the group's restart:\n%s", th.logs)
 	}
+}
+
+// checkBGPStatus reads `mpsa-hub status bgp` and `status routes` (text and
+// -json) from TestBGP's running hub, through the status socket as the
+// command does: cpe1 and cpe2 of acme are established, each with its route
+// (cpe2's second one, not authorised, received but not accepted), cpe3 is
+// globex's.
+func checkBGPStatus(t *testing.T, th *testHub) {
+	t.Helper()
+	pollFor(t, "every session established", func() bool {
+		v, _ := th.h.BGP(context.Background())
+		return len(v.Groups) == 2 && v.Groups[0].Sessions == 2 && v.Groups[1].Sessions == 1 && v.Groups[1].Routes == 1
+	})
+	sock := th.cfg.Status.Socket
+	status := func(args ...string) string {
+		t.Helper()
+		var out, errOut strings.Builder
+		if rc := ops.StatusMain("mpsa-hub", append([]string{"-socket", sock}, args...), "", "sas", &out, &errOut); rc != 0 {
+			t.Fatalf("status %v: exit %d: %s", args, rc, errOut.String())
+		}
+		return out.String()
+	}
+	text := status("bgp")
+	for _, want := range []string{
+		"policy: max 100 prefixes per CPE, only the authorised prefixes, local_pref 100",
+		"CPE", "OVERLAY", "ENDPOINT", "STATE", "UPTIME", "RECEIVED", "ACCEPTED",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status bgp lacks %q:\n%s", want, text)
+		}
+	}
+	for _, row := range [][]string{
+		{"fqdn:cpe1.acme.example", "127.100.0.", "127.0.0.1:0", "ESTABLISHED", "*", "1", "1", "0"},
+		{"fqdn:cpe2.acme.example", "127.100.0.", "127.0.0.1:0", "ESTABLISHED", "*", "2", "1", "0"},
+		{"rfc822:cpe3@globex.example", "127.101.0.", "127.0.0.1:0", "ESTABLISHED", "*", "1", "1", "0"},
+	} {
+		if !hasRow(text, row...) {
+			t.Errorf("status bgp has no row %v:\n%s", row, text)
+		}
+	}
+	if one := status("bgp", "globex"); strings.Contains(one, "acme") || !strings.Contains(one, "rfc822:cpe3@globex.example") {
+		t.Errorf("status bgp globex:\n%s", one)
+	}
+
+	var bgp BGPView
+	if err := json.Unmarshal([]byte(status("-json", "bgp", "acme")), &bgp); err != nil {
+		t.Fatal(err)
+	}
+	if len(bgp.Groups) != 1 || len(bgp.Groups[0].Peers) != 2 {
+		t.Fatalf("status -json bgp acme: %+v", bgp)
+	}
+	for _, p := range bgp.Groups[0].Peers {
+		if p.State != "ESTABLISHED" || p.Since.IsZero() || p.Uptime == "" || p.Accepted != 1 || p.Stale != 0 {
+			t.Errorf("status -json bgp: session %+v", p)
+		}
+	}
+	if p := bgp.Groups[0].Policy; p.MaxPrefixes != 100 || p.AcceptMoreSpecifics || p.LocalPref != 100 {
+		t.Errorf("status -json bgp: policy %+v", p)
+	}
+
+	text = status("routes")
+	for _, row := range [][]string{
+		{"10.1.0.0/24", "127.0.0.1 (raw ESP)", "127.0.0.1", "fqdn:cpe1.acme.example", "100", "fresh"},
+		{"10.2.0.0/24", "127.0.0.1 (raw ESP)", "127.0.0.1", "fqdn:cpe2.acme.example", "100", "fresh"},
+		{"10.1.0.0/24", "127.0.0.1 (raw ESP)", "127.0.0.1", "rfc822:cpe3@globex.example", "100", "fresh"},
+	} {
+		if !hasRow(text, row...) {
+			t.Errorf("status routes has no row %v:\n%s", row, text)
+		}
+	}
+	var routes RouteView
+	if err := json.Unmarshal([]byte(status("-json", "routes")), &routes); err != nil {
+		t.Fatal(err)
+	}
+	want := []ReflectedRoute{
+		{Group: "acme", Prefix: "10.1.0.0/24", Endpoint: "127.0.0.1 (raw ESP)", NextHop: "127.0.0.1", CPE: "fqdn:cpe1.acme.example", LocalPref: 100},
+		{Group: "acme", Prefix: "10.2.0.0/24", Endpoint: "127.0.0.1 (raw ESP)", NextHop: "127.0.0.1", CPE: "fqdn:cpe2.acme.example", LocalPref: 100},
+		{Group: "globex", Prefix: "10.1.0.0/24", Endpoint: "127.0.0.1 (raw ESP)", NextHop: "127.0.0.1", CPE: "rfc822:cpe3@globex.example", LocalPref: 100},
+	}
+	if len(routes.Reflected) != len(want) {
+		t.Fatalf("status -json routes: reflected %+v, want %+v", routes.Reflected, want)
+	}
+	for i := range want {
+		if routes.Reflected[i] != want[i] {
+			t.Errorf("status -json routes: reflected[%d] %+v, want %+v", i, routes.Reflected[i], want[i])
+		}
+	}
+}
+
+// hasRow reports whether text has a table row whose columns (separated
+// by two spaces or more) are fields: "*" matches any column, a field ending
+// in "." any column it begins.
+func hasRow(text string, fields ...string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		cols := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), -1)
+		if len(cols) != len(fields) {
+			continue
+		}
+		ok := true
+		for i, f := range fields {
+			ok = ok && (f == "*" || cols[i] == f || strings.HasSuffix(f, ".") && strings.HasPrefix(cols[i], f))
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

@@ -187,10 +187,22 @@ func (v *CPEView) RenderText(t *ops.Text) {
 }
 
 // RouteView lists the hub's overlay routes and what the route reflector
-// holds per group.
+// holds per group: its counters and the CPE routes it reflects.
 type RouteView struct {
-	Overlay []RouteEntry `json:"overlay"`
-	BGP     []BGPGroup   `json:"bgp"`
+	Overlay   []RouteEntry     `json:"overlay"`
+	BGP       []BGPGroup       `json:"bgp"`
+	Reflected []ReflectedRoute `json:"reflected"`
+}
+
+// ReflectedRoute is a CPE route the route reflector reflects (rr.Route).
+type ReflectedRoute struct {
+	Group     string `json:"group"`
+	Prefix    string `json:"prefix"`
+	Endpoint  string `json:"endpoint"`
+	NextHop   string `json:"next_hop"`
+	CPE       string `json:"cpe"`
+	LocalPref uint32 `json:"local_pref"`
+	Stale     bool   `json:"stale"`
 }
 
 // RouteEntry is one route of the hub's FIB.
@@ -223,6 +235,20 @@ func (v *RouteView) RenderText(t *ops.Text) {
 				hint = fmt.Sprintf(" (gobgp -u %s -p %s global rib -a ipv4)", hostOf(g.GRPC), portOf(g.GRPC))
 			}
 			t.Line("%s: %d routes, %d stale%s", g.Name, g.Routes, g.StaleRoutes, hint)
+			tab := &ops.Table{Header: []string{"PREFIX", "ENDPOINT", "NEXT HOP", "CPE", "LOCPRF", "STATE"}}
+			for _, r := range v.Reflected {
+				if r.Group != g.Name {
+					continue
+				}
+				state := "fresh"
+				if r.Stale {
+					state = "stale"
+				}
+				tab.Rows = append(tab.Rows, []string{r.Prefix, r.Endpoint, r.NextHop, r.CPE, fmt.Sprint(r.LocalPref), state})
+			}
+			if len(tab.Rows) > 0 {
+				t.Indent(func() { t.Table(tab) })
+			}
 		}
 	})
 }
@@ -265,6 +291,30 @@ type BGPGroup struct {
 	TooManyRoutes   uint64   `json:"too_many_routes"`
 	RefusedSessions uint64   `json:"refused_sessions"`
 	WithdrawnDown   uint64   `json:"withdrawn_down"`
+	// Policy is the group's route policy (groups[].bgp) in force.
+	Policy BGPPolicy `json:"policy"`
+	// Peers are the registered CPEs' sessions (rr.Session).
+	Peers []BGPSession `json:"peers"`
+}
+
+// BGPPolicy is a group's route policy.
+type BGPPolicy struct {
+	MaxPrefixes         int    `json:"max_prefixes"`
+	AcceptMoreSpecifics bool   `json:"accept_more_specifics"`
+	LocalPref           uint32 `json:"local_pref"`
+}
+
+// BGPSession is a CPE's BGP session with the route reflector.
+type BGPSession struct {
+	CPE      string    `json:"cpe"`
+	Overlay  string    `json:"overlay"`
+	Endpoint string    `json:"endpoint"`
+	State    string    `json:"state"`
+	Since    time.Time `json:"since,omitzero"`
+	Uptime   string    `json:"uptime,omitempty"`
+	Received int       `json:"received"`
+	Accepted int       `json:"accepted"`
+	Stale    int       `json:"stale"`
 }
 
 // RenderText implements ops.TextRenderer.
@@ -288,6 +338,24 @@ func (v *BGPView) RenderText(t *ops.Text) {
 			t.Line("announcements: %d accepted, %d foreign prefix, %d endpoint rewritten, %d endpoint refused, %d unusable, %d over the route limit",
 				g.Accepted, g.ForeignPrefix, g.EndpointRewrite, g.EndpointReject, g.BadRoute, g.TooManyRoutes)
 			t.Line("sessions refused %d, routes withdrawn with their CPE %d", g.RefusedSessions, g.WithdrawnDown)
+			more := "only the authorised prefixes"
+			if g.Policy.AcceptMoreSpecifics {
+				more = "more specifics accepted"
+			}
+			t.Line("policy: max %d prefixes per CPE, %s, local_pref %d", g.Policy.MaxPrefixes, more, g.Policy.LocalPref)
+			if len(g.Peers) == 0 {
+				return
+			}
+			tab := &ops.Table{Header: []string{"CPE", "OVERLAY", "ENDPOINT", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "STALE"}}
+			for _, p := range g.Peers {
+				up := p.Uptime
+				if up == "" {
+					up = "-"
+				}
+				tab.Rows = append(tab.Rows, []string{p.CPE, p.Overlay, p.Endpoint, p.State, up,
+					fmt.Sprint(p.Received), fmt.Sprint(p.Accepted), fmt.Sprint(p.Stale)})
+			}
+			t.Table(tab)
 		})
 	}
 }
@@ -300,10 +368,10 @@ func (h *Hub) registerStatus() {
 		func(ctx context.Context, args []string) (any, error) { return h.Groups(), nil })
 	h.status.Handle("cpes", "provisioned CPEs with state, overlay address, endpoint and acked epoch",
 		func(ctx context.Context, args []string) (any, error) { return h.CPEs(), nil })
-	h.status.Handle("bgp", "the route reflector: per group, listen and gRPC addresses, sessions, routes, filter counters",
-		func(ctx context.Context, args []string) (any, error) { return h.BGP(ctx) })
-	h.status.Handle("routes", "overlay routes to the CPEs, and the routes the reflector holds per group",
-		func(ctx context.Context, args []string) (any, error) { return h.Routes(ctx) })
+	h.status.Handle("bgp", "the route reflector: per group (optionally of some groups), listen and gRPC addresses, policy, filter counters, the CPEs' sessions",
+		func(ctx context.Context, args []string) (any, error) { return h.BGP(ctx, args...) })
+	h.status.Handle("routes", "overlay routes to the CPEs, and the routes the reflector holds per group (optionally of some groups)",
+		func(ctx context.Context, args []string) (any, error) { return h.Routes(ctx, args...) })
 	h.status.Handle("rekey", "rekey GROUP: roll the group over to a new group SA now (ROLL1/ROLL2 as for a lifetime rekey)",
 		h.rekeyCommand)
 }
@@ -447,21 +515,16 @@ func (h *Hub) CPEs() *CPEView {
 	return v
 }
 
-// BGP returns the status view of the route reflector.
-func (h *Hub) BGP(ctx context.Context) (*BGPView, error) {
+// BGP returns the status view of the route reflector: of every group, or
+// of the groups named.
+func (h *Hub) BGP(ctx context.Context, groups ...string) (*BGPView, error) {
 	v := &BGPView{}
 	if h.rr == nil {
 		return v, nil
 	}
 	v.Enabled = true
-	h.mu.Lock()
-	groups := make([]rr.GroupConfig, 0, len(h.rrGroups))
-	for _, g := range h.rrGroups {
-		groups = append(groups, g)
-	}
-	h.mu.Unlock()
-	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
-	for _, gc := range groups {
+	now := time.Now()
+	for _, gc := range h.reflectorGroups(groups) {
 		st, err := h.rr.Stats(gc.Name)
 		if err != nil {
 			continue
@@ -473,13 +536,45 @@ func (h *Hub) BGP(ctx context.Context) (*BGPView, error) {
 		for _, l := range gc.Listen {
 			g.Listen = append(g.Listen, l.String())
 		}
+		if p := gc.Policy; p != nil {
+			g.Policy = BGPPolicy{MaxPrefixes: p.MaxPrefixes, AcceptMoreSpecifics: p.AcceptMoreSpecifics, LocalPref: p.LocalPref}
+		}
+		ss, err := h.rr.Sessions(ctx, gc.Name)
+		if err != nil {
+			h.log.Debug("route reflector sessions", "group", gc.Name, "err", err)
+		}
+		for _, s := range ss {
+			b := BGPSession{CPE: s.CPE, Overlay: s.Overlay.String(), Endpoint: s.Endpoint.String(), State: s.State,
+				Since: s.Since, Received: s.Received, Accepted: s.Accepted, Stale: s.Stale}
+			if !s.Since.IsZero() {
+				b.Uptime = s.Uptime(now).Round(time.Second).String()
+			}
+			g.Peers = append(g.Peers, b)
+		}
 		v.Groups = append(v.Groups, g)
 	}
 	return v, nil
 }
 
-// Routes returns the status view of the hub's routes.
-func (h *Hub) Routes(ctx context.Context) (*RouteView, error) {
+// reflectorGroups returns the running groups of the route reflector, by
+// name; only those named if names are given.
+func (h *Hub) reflectorGroups(names []string) []rr.GroupConfig {
+	h.mu.Lock()
+	groups := make([]rr.GroupConfig, 0, len(h.rrGroups))
+	for _, g := range h.rrGroups {
+		if len(names) == 0 || containsString(names, g.Name) {
+			groups = append(groups, g)
+		}
+	}
+	h.mu.Unlock()
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
+	return groups
+}
+
+// Routes returns the status view of the hub's routes: the overlay routes
+// to the CPEs, and the route reflector's CPE routes of every group, or of
+// the groups named.
+func (h *Hub) Routes(ctx context.Context, groups ...string) (*RouteView, error) {
 	v := &RouteView{}
 	h.mu.Lock()
 	owners := map[netip.Prefix]string{}
@@ -492,11 +587,22 @@ func (h *Hub) Routes(ctx context.Context) (*RouteView, error) {
 			CPE: owners[r.Route.Prefix], Resolved: r.Resolved}
 		v.Overlay = append(v.Overlay, e)
 	}
-	b, err := h.BGP(ctx)
+	b, err := h.BGP(ctx, groups...)
 	if err != nil {
 		return nil, err
 	}
 	v.BGP = b.Groups
+	for _, g := range b.Groups {
+		rs, err := h.rr.Routes(g.Name)
+		if err != nil {
+			continue // the group went away meanwhile
+		}
+		for _, r := range rs {
+			v.Reflected = append(v.Reflected, ReflectedRoute{Group: g.Name, Prefix: r.Prefix.String(),
+				Endpoint: endpointString(routing.Route{Endpoint: r.Endpoint}), NextHop: r.NextHop.String(),
+				CPE: r.CPE, LocalPref: r.LocalPref, Stale: r.Stale})
+		}
+	}
 	return v, nil
 }
 

@@ -4,7 +4,7 @@
 //
 //	mpsa-hub [-config /etc/mpsa/hub.yaml] [--bgp.router_id=...]   run
 //	mpsa-hub -test [-config FILE]                                 check the configuration
-//	mpsa-hub status [-socket PATH] [-json] [sas|groups|cpes|bgp|routes]
+//	mpsa-hub status [-socket PATH] [-json] [sas|groups|cpes|bgp [GROUP...]|routes [GROUP...]]
 //	mpsa-hub rekey [-socket PATH] [-json] GROUP                  roll a group over to a new SA now
 //	mpsa-hub -version
 //
