@@ -82,6 +82,20 @@
 // GroupConfig.GRPC serves GoBGP's own gRPC API, so `gobgp -p PORT neighbor`
 // and `gobgp -p PORT global rib -a ipv4` work against a group. In the RIB,
 // CPE routes appear as locally originated paths (they are the hub's
-// re-originated ones) with the CPE's ORIGINATOR_ID; `gobgp neighbor CPE
-// adj-in` shows what the CPE sent, all marked filtered by the import policy.
+// re-originated ones) with the CPE's ORIGINATOR_ID, and their Tunnel
+// Encapsulation attribute as type 23 with its octets (see below); `gobgp
+// neighbor CPE adj-in` shows what the CPE sent, all marked filtered by the
+// import policy.
+//
+// # Data races inside GoBGP
+//
+// GoBGP v3.37.0 hands one path, and one NOTIFICATION, to the send loops of
+// several peers, which serialize them concurrently; serializing its Tunnel
+// Encapsulation types (bgp.go TunnelEncapSubTLV.Serialize) and a message
+// (BGPMessage.Serialize, the header length) writes fields, a race the race
+// detector reports. The hub avoids both: it hands the attribute over as an
+// attribute of a type GoBGP does not decode (same octets; cheaper, see
+// BenchmarkPathAttrs), and resets sessions one peer at a time (a NOTIFICATION
+// per peer). Routes of configured peers that carry the attribute are
+// GoBGP's own objects and can still race when reflected; that is upstream's.
 package rr

@@ -367,7 +367,15 @@ func (g *group) close() {
 	// Reset for N-bit peers, and the CPEs would drop the hub's routes.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "", Communication: "hub restart"}) // "" = every peer
+	// One peer at a time: with Address "" GoBGP queues one NOTIFICATION
+	// message to every peer, and their send loops serialize (write) it
+	// concurrently, a data race in GoBGP v3.37.0 (server.go
+	// sendNotification, bgp.go BGPMessage.Serialize).
+	var peers []string
+	g.s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) { peers = append(peers, p.GetConf().GetNeighborAddress()) })
+	for _, a := range peers {
+		g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: a, Communication: "hub restart"})
+	}
 	dctx, dcancel := context.WithTimeout(ctx, closeDrainTime)
 	g.wait(dctx, func(s Stats) bool { return s.Sessions == 0 })
 	dcancel()

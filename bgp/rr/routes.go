@@ -144,16 +144,20 @@ func codecPrefix(p netip.Prefix) bgp.AddrPrefixInterface {
 	return bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())
 }
 
-// tunnelAttr is the Tunnel Encapsulation attribute for ep in GoBGP's types
-// (so `gobgp global rib` shows it decoded); its octets are exactly what
-// tunnelencap.AppendValue produces (a test checks).
-func tunnelAttr(ep netip.AddrPort) *bgp.PathAttributeTunnelEncap {
-	subs := []bgp.TunnelEncapSubTLVInterface{bgp.NewTunnelEncapSubTLVEgressEndpoint(ep.Addr().String())}
-	if ep.Port() != 0 {
-		subs = append(subs, bgp.NewTunnelEncapSubTLVUDPDestPort(ep.Port()))
+// tunnelAttr is the Tunnel Encapsulation attribute for ep, octet for
+// octet what tunnelencap.AppendAttribute produces (a test checks), handed
+// to GoBGP as an attribute of a type it does not decode. GoBGP serializes a
+// reflected path once per peer, from every peer's send loop at the same
+// time, and its own Tunnel Encapsulation types write their length fields
+// while serializing (v3.37.0 bgp.go TunnelEncapSubTLV.Serialize), a data
+// race between the peers; an unknown attribute serializes without writes.
+// `gobgp global rib` shows it as type 23 with its octets.
+func tunnelAttr(ep netip.AddrPort) (bgp.PathAttributeInterface, error) {
+	v, err := tunnelencap.AppendValue(nil, ep)
+	if err != nil {
+		return nil, err
 	}
-	return bgp.NewPathAttributeTunnelEncap([]*bgp.TunnelEncapTLV{
-		bgp.NewTunnelEncapTLV(bgp.TunnelType(tunnelencap.TunnelType), subs)})
+	return bgp.NewPathAttributeUnknown(bgp.BGPAttrFlag(tunnelencap.AttrFlags), bgp.BGP_ATTR_TYPE_TUNNEL_ENCAP, v), nil
 }
 
 // originateLocked puts the hub's version of a CPE route into the RIB: the
@@ -181,7 +185,13 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	if c.routerID.Is4() {
 		attrs = append(attrs, bgp.NewPathAttributeOriginatorId(c.routerID.String()))
 	}
-	attrs = append(attrs, tunnelAttr(a.endpoint))
+	encap, err := tunnelAttr(a.endpoint)
+	if err != nil {
+		g.stats.badRoute.Add(1)
+		g.log.Warn("cannot build path", "id", c.ID, "prefix", pfx.String(), "err", err)
+		return
+	}
+	attrs = append(attrs, encap)
 	p, err := apiutil.NewPath(nlri, false, attrs, time.Now())
 	if err != nil {
 		g.stats.badRoute.Add(1)

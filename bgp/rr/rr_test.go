@@ -18,7 +18,10 @@ func acme(listen string) GroupConfig {
 // octet for octet what package tunnelencap defines.
 func TestTunnelAttrOctets(t *testing.T) {
 	for _, ep := range []string{"198.51.100.7:0", "198.51.100.7:4500", "[2001:db8::7]:4500"} {
-		a := tunnelAttr(netip.MustParseAddrPort(ep))
+		a, err := tunnelAttr(netip.MustParseAddrPort(ep))
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, err := a.Serialize()
 		if err != nil {
 			t.Fatal(err)
