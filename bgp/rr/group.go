@@ -69,7 +69,7 @@ type cpeState struct {
 	routes   map[netip.Prefix]announced
 
 	established bool
-	since       time.Time // when the session was established
+	since       time.Time     // when the session was established
 	grTime      time.Duration // restart time the CPE offered; 0 = no GR
 	grFamilies  []*api.Family // families for which the CPE offered GR
 	eor         map[api.Family_Afi]bool
