@@ -38,7 +38,12 @@ type syncSession struct {
 	timer  *time.Timer
 	eor    map[api.Family_Afi]bool
 	once   sync.Once
+	up     chan struct{} // closed when the session is first established
+	upOnce sync.Once
 }
+
+// syncUpTime bounds how long AddGroup waits for the sync session.
+const syncUpTime = 10 * time.Second
 
 // discardSink takes the routes the sync session learns and forgets them.
 type discardSink struct{}
@@ -67,7 +72,7 @@ func (g *group) startSync(ctx context.Context) error {
 	}
 	target := g.cfg.Listen[0]
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: addr.AsSlice()}, Timeout: 5 * time.Second}
-	sp, err := speaker.New(speaker.Config{
+	scfg := speaker.Config{
 		ASN: hc.ASN, RouterID: id,
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", target.String())
@@ -77,12 +82,20 @@ func (g *group) startSync(ctx context.Context) error {
 		MinBackoff:    50 * time.Millisecond,
 		MaxBackoff:    time.Second,
 		Logger:        g.log.With("id", "hub-sync"),
-	})
-	if err != nil {
-		return err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	sy := &syncSession{addr: addr, sp: sp, cancel: cancel, done: make(chan struct{}), eor: map[api.Family_Afi]bool{}}
+	sy := &syncSession{addr: addr, cancel: cancel, done: make(chan struct{}), eor: map[api.Family_Afi]bool{}, up: make(chan struct{})}
+	scfg.OnState = func(st speaker.State) {
+		if st == speaker.StateEstablished {
+			sy.upOnce.Do(func() { close(sy.up) })
+		}
+	}
+	sp, err := speaker.New(scfg)
+	if err != nil {
+		cancel()
+		return err
+	}
+	sy.sp = sp
 	go func() {
 		defer close(sy.done)
 		sp.Run(sctx)
@@ -94,7 +107,22 @@ func (g *group) startSync(ctx context.Context) error {
 			g.endDeferralLocked("deferral time passed")
 		}
 	})
+	g.mu.Lock()
 	g.sync = sy
+	g.mu.Unlock()
+	// GoBGP ends the deferral when every neighbor that offered GR has sent
+	// End-of-RIB, and a neighbor whose OPEN it has not seen yet offered
+	// nothing: a CPE established before the sync session would end it at
+	// once. So the group takes CPEs only once the sync session is up.
+	t := time.NewTimer(syncUpTime)
+	defer t.Stop()
+	select {
+	case <-sy.up:
+	case <-t.C:
+		g.log.Warn("restart deferral session not established; the deferral may end with the first CPEs", "reason", "timeout "+syncUpTime.String())
+	case <-ctx.Done():
+		g.log.Warn("restart deferral session not established; the deferral may end with the first CPEs", "err", ctx.Err())
+	}
 	return nil
 }
 
