@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,16 +24,16 @@ import (
 	"github.com/mpsa-vpn/mpsa/routing"
 )
 
-// freePort returns a TCP port nobody listens on at addr right now.
-func freePort(t testing.TB, addr string) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+// The route reflector's listeners in the tests that run it: every such test
+// starts with testenv.RunInNetns and runs alone in a network namespace of
+// its own, so these fixed ports cannot be held or taken by another test or
+// package between the test choosing them and the hub's GoBGP binding them
+// (GoBGP opens its listeners on its own Serve goroutine, out of reach of
+// Netns.Do).
+const (
+	bgpPort  uint16 = 179   // the groups' BGP listeners (the daemon's default)
+	grpcPort uint16 = 50051 // the first group's GoBGP API (GoBGP's default)
+)
 
 // startSpeaker runs a CPE's iBGP speaker (bgp/speaker, as mpsa-cpe does)
 // from its overlay address to the hub's, and returns the sink of the
@@ -43,11 +44,50 @@ func startSpeaker(t testing.TB, ctx context.Context, asn uint32, from, to netip.
 	return sink
 }
 
+// testSpeaker is a CPE's speaker whose session state changes can be
+// waited for.
+type testSpeaker struct {
+	*speaker.Speaker
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every FSM state change
+}
+
+// onState is the speaker's OnState: it wakes waitStats.
+func (s *testSpeaker) onState(speaker.State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// waitStats waits until cond holds for the speaker's counters, checking
+// them at every state change of its session. Only for counters that move
+// with the FSM (Established is counted before the state changes).
+func (s *testSpeaker) waitStats(t testing.TB, what string, cond func(speaker.Stats) bool) {
+	t.Helper()
+	deadline := time.NewTimer(waitOK)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond(s.Stats()) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s; speaker stats %+v", what, s.Stats())
+		}
+	}
+}
+
 // startSpeakerStats is startSpeaker that also returns the speaker, for its
-// counters.
-func startSpeakerStats(t testing.TB, ctx context.Context, asn uint32, from, to netip.AddrPort, endpoint netip.AddrPort, prefixes ...string) (*speakertest.Sink, *speaker.Speaker) {
+// counters and state changes.
+func startSpeakerStats(t testing.TB, ctx context.Context, asn uint32, from, to netip.AddrPort, endpoint netip.AddrPort, prefixes ...string) (*speakertest.Sink, *testSpeaker) {
 	t.Helper()
 	sink := speakertest.NewSink()
+	ts := &testSpeaker{changed: make(chan struct{})}
 	var ps []netip.Prefix
 	for _, p := range prefixes {
 		ps = append(ps, mustPrefix(p))
@@ -56,10 +96,12 @@ func startSpeakerStats(t testing.TB, ctx context.Context, asn uint32, from, to n
 	sp, err := speaker.New(speaker.Config{ASN: asn, RouterID: from.Addr(), Prefixes: ps, Endpoint: endpoint, Sink: sink,
 		Dial:       func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", to.String()) },
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		OnState: ts.onState,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.Speaker = sp
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -70,7 +112,7 @@ func startSpeakerStats(t testing.TB, ctx context.Context, asn uint32, from, to n
 		cancel()
 		<-done
 	})
-	return sink, sp
+	return sink, ts
 }
 
 func waitRoutes(t testing.TB, sink *speakertest.Sink, what string, cond func(map[netip.Prefix]routing.Route) bool) {
@@ -89,12 +131,15 @@ func waitRoutes(t testing.TB, sink *speakertest.Sink, what string, cond func(map
 // session from an address that is no live CPE refused; a CPE's routes go
 // when its IKE SA does. The stock gobgp CLI reads a group's RIB over gRPC.
 func TestBGP(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
-	port := freePort(t, "127.100.0.1")
-	grpc := netip.AddrPortFrom(loop4, freePort(t, "127.0.0.1"))
+	port := bgpPort
+	grpc := netip.AddrPortFrom(loop4, grpcPort)
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(grpc))
 	asn := th.cfg.BGP.ASN
 	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
@@ -210,18 +255,21 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // a restarting speaker waiting for the CPEs connected in the last run, and
 // no CPE ever loses another's route.
 func TestBGPRestart(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
-	port := freePort(t, "127.100.0.1")
+	port := bgpPort
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
 	asn := th.cfg.BGP.ASN
 	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
 	outer := netip.AddrPortFrom(loop4, 0)
 	ctx := context.Background()
 	var sinks []*speakertest.Sink
-	var speakers []*speaker.Speaker
+	var speakers []*testSpeaker
 	var vips []netip.AddrPort
 	for i, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
 		c := newCPE(t, th, id, cpeOpts{})
@@ -263,9 +311,12 @@ func TestBGPRestart(t *testing.T) {
 		t.Errorf("routes withdrawn across the hub restart: %d, %d", sinks[0].Withdrawals()-w0, sinks[1].Withdrawals()-w1)
 	}
 	// Each CPE got the restarted hub's table and End-of-RIB: nothing it
-	// kept across the restart is still stale.
+	// kept across the restart is still stale. A stale mark goes when the
+	// route comes again or is withdrawn, and the speaker updates these
+	// counters before it hands either to its sink: each change wakes the
+	// sink's waiters.
 	for i, sp := range speakers {
-		pollFor(t, fmt.Sprintf("cpe%d's End-of-RIB from the restarted hub", i+1), func() bool {
+		waitRoutes(t, sinks[i], fmt.Sprintf("cpe%d's End-of-RIB from the restarted hub", i+1), func(map[netip.Prefix]routing.Route) bool {
 			st := sp.Stats()
 			return st.StaleRoutes == 0 && st.RoutesLearned == 1
 		})
@@ -277,12 +328,14 @@ func TestBGPRestart(t *testing.T) {
 // lowest free port and no running group's API moves; a removed group's port
 // is taken by the next group added.
 func TestGRPCPorts(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
-	bgpPort := freePort(t, "127.100.0.1")
-	base := netip.AddrPortFrom(loop4, freePort(t, "127.0.0.1"))
+	base := netip.AddrPortFrom(loop4, grpcPort)
 	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(base))
 	ctx := context.Background()
 	at := func(n int) string { return netip.AddrPortFrom(base.Addr(), base.Port()+uint16(n)).String() }
@@ -369,13 +422,16 @@ func scrapeMetrics(t testing.TB, th *testHub) string {
 // reflector takes from one CPE: announcements beyond it are dropped and
 // counted (status bgp, metrics), the other CPE learns only those within.
 func TestBGPRouteLimit(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
 	cfg.Groups[0].BGP.MaxPrefixes, cfg.Groups[1].BGP.MaxPrefixes = 2, 2
 	cfg.Groups[0].BGP.AcceptMoreSpecifics = true
-	port := freePort(t, "127.100.0.1")
+	port := bgpPort
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
 	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
 	outer := netip.AddrPortFrom(loop4, 0)
@@ -418,12 +474,15 @@ func TestBGPRouteLimit(t *testing.T) {
 // beyond what the running group can take restarts the group, which
 // takes the CPEs' routes again.
 func TestBGPRoutePolicy(t *testing.T) {
+	if testenv.RunInNetns(t) {
+		return
+	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
 	cfg.Groups[0].BGP.LocalPref = 200
-	port := freePort(t, "127.100.0.1")
+	port := bgpPort
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
 	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
 	outer := netip.AddrPortFrom(loop4, 0)
@@ -484,7 +543,7 @@ func TestBGPRoutePolicy(t *testing.T) {
 	if _, err := th.h.Reload(last); err != nil {
 		t.Fatal(err)
 	}
-	pollFor(t, "cpe1's session back after the group's restart", func() bool { return sp1.Stats().Established == 2 })
+	sp1.waitStats(t, "cpe1's session back after the group's restart", func(st speaker.Stats) bool { return st.Established == 2 })
 	wantPrefs("cpe2 learns cpe1's routes from the restarted group", map[string]uint32{"10.1.0.0/24": 100, "10.1.0.128/25": 100})
 	if lines := th.logs.lines("route reflector group restarts for its new route limit", "group=acme"); len(lines) != 1 {
 		t.Errorf("no log line for the group's restart:\n%s", th.logs)

@@ -236,8 +236,13 @@ func (th *testHub) waitFor(what string, cond func() bool) {
 	}
 }
 
-// pollFor waits for a condition no event announces (an IKE SA the engine
-// dropped without an event), checking it every few milliseconds.
+// pollFor waits for a condition no event announces, checking it every few
+// milliseconds: an IKE SA the engine abandoned before it was established
+// (ike emits no EventIKEDown for it, and the hub's Changed does not move),
+// and the route reflector's counters in the hub's BGP view (sessions,
+// routes, refused sessions, filtered routes: bgp/rr wakes only its own
+// internal waiters, and the hub's Changed does not follow BGP). Wait on
+// th.waitFor, a sink's Wait or testSpeaker.waitStats wherever they apply.
 func pollFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitOK)
