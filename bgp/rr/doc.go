@@ -29,11 +29,18 @@
 // policy condition can look into the Tunnel Encapsulation attribute. So the
 // hub does not let GoBGP reflect CPE routes as received:
 //
-//   - a CPE is a configured passive neighbor, added by CPEUp and deleted by
+//   - a CPE is a dynamic neighbor of the CPE peer group whose range is its
+//     own overlay address (a /32 or /128), added by CPEUp and deleted by
 //     CPEDown, so GoBGP accepts a BGP session only from a live CPE's overlay
 //     address (connections from anywhere else are closed at once, counted
-//     and logged) — instead of a dynamic-neighbor range, which would accept
-//     any address in the range;
+//     and logged) — not one range over the group's overlay, which would
+//     accept any address in it. GoBGP creates the peer only when the CPE
+//     connects and drops it when the session ends, so a registered CPE
+//     costs GoBGP one range entry until then, not a configured peer with
+//     its FSM, timers and peer-group membership. CPEs registered while a
+//     restarting group defers (see Restarts) are configured peers instead:
+//     GoBGP must tell them it is restarting, and a dynamic neighbor takes
+//     the peer group's settings, the same for all;
 //   - the global import policy rejects every route received from a CPE
 //     (configured peers' routes and the hub's own are accepted);
 //   - the hub watches GoBGP's pre-policy Adj-RIB-In events and, for each CPE

@@ -66,7 +66,10 @@ type cpeState struct {
 	CPE
 	pathID   uint32
 	routerID netip.Addr
-	routes   map[netip.Prefix]announced
+	// configured: a configured GoBGP peer (registered during a restart
+	// deferral) rather than a dynamic neighbor of its own address.
+	configured bool
+	routes     map[netip.Prefix]announced
 
 	established bool
 	since       time.Time     // when the session was established
@@ -372,7 +375,7 @@ func (g *group) close() {
 	// concurrently, a data race in GoBGP v3.37.0 (server.go
 	// sendNotification, bgp.go BGPMessage.Serialize).
 	var peers []string
-	g.s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) { peers = append(peers, p.GetConf().GetNeighborAddress()) })
+	g.s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) { peers = append(peers, peerAddress(p)) })
 	for _, a := range peers {
 		g.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: a, Communication: "hub restart"})
 	}
@@ -420,12 +423,20 @@ func (g *group) cpeUp(ctx context.Context, c CPE) error {
 	}
 	g.nextID++
 	cs = &cpeState{CPE: c, pathID: g.nextID, routes: map[netip.Prefix]announced{}, eor: map[api.Family_Afi]bool{}}
-	p := &api.Peer{Conf: &api.PeerConf{NeighborAddress: c.Overlay.String(), PeerGroup: peerGroupCPE}}
 	if g.deferring {
-		p.GracefulRestart = &api.GracefulRestart{LocalRestarting: true}
-	}
-	if err := g.s.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
-		return fmt.Errorf("rr: CPE %s: AddPeer: %w", c.ID, err)
+		// A configured peer: GoBGP must know it as restarting (the
+		// Restart State bit, RFC 4724), which a dynamic neighbor,
+		// configured from the peer group, cannot say only while the
+		// deferral lasts.
+		p := &api.Peer{Conf: &api.PeerConf{NeighborAddress: c.Overlay.String(), PeerGroup: peerGroupCPE},
+			GracefulRestart: &api.GracefulRestart{LocalRestarting: true}}
+		if err := g.s.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+			return fmt.Errorf("rr: CPE %s: AddPeer: %w", c.ID, err)
+		}
+		cs.configured = true
+	} else if err := g.s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
+		Prefix: hostPrefix(c.Overlay), PeerGroup: peerGroupCPE}}); err != nil {
+		return fmt.Errorf("rr: CPE %s: AddDynamicNeighbor: %w", c.ID, err)
 	}
 	g.cpes[c.Overlay] = cs
 	g.byID[c.ID] = cs
@@ -451,7 +462,17 @@ func (g *group) removeLocked(ctx context.Context, c *cpeState, reason string) {
 		g.withdrawLocked(ctx, c, p)
 	}
 	g.stats.withdrawnDown.Add(uint64(n))
-	if err := g.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: c.Overlay.String()}); err != nil {
+	if !c.configured {
+		// No new session from the address from now on; then close the
+		// one there is. A dynamic neighbor exists in GoBGP only while it
+		// is connected (or restarting), so DeletePeer finding none is
+		// normal.
+		if err := g.s.DeleteDynamicNeighbor(ctx, &api.DeleteDynamicNeighborRequest{
+			Prefix: hostPrefix(c.Overlay), PeerGroup: peerGroupCPE}); err != nil {
+			g.log.Warn("DeleteDynamicNeighbor failed", "id", c.ID, "err", err)
+		}
+	}
+	if err := g.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: c.Overlay.String()}); err != nil && c.configured {
 		g.log.Warn("DeletePeer failed", "id", c.ID, "err", err)
 	}
 	delete(g.cpes, c.Overlay)
@@ -708,6 +729,20 @@ func (g *group) sweepStaleLocked(ctx context.Context, c *cpeState) {
 			g.withdrawLocked(ctx, c, p)
 		}
 	}
+}
+
+// peerAddress is a GoBGP peer's address: a dynamic neighbor has it only in
+// its state, a configured peer in its configuration too.
+func peerAddress(p *api.Peer) string {
+	if a := p.GetState().GetNeighborAddress(); a != "" {
+		return a
+	}
+	return p.GetConf().GetNeighborAddress()
+}
+
+// hostPrefix is the dynamic-neighbor prefix that matches only a.
+func hostPrefix(a netip.Addr) string {
+	return netip.PrefixFrom(a, a.BitLen()).String()
 }
 
 func prefixOf(p *api.Path) (netip.Prefix, bool) {

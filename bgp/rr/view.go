@@ -108,7 +108,7 @@ func (h *Hub) Sessions(ctx context.Context, group string) ([]Session, error) {
 		at[s.Overlay] = i
 	}
 	err = g.s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
+		a, err := netip.ParseAddr(peerAddress(p))
 		if err != nil {
 			return
 		}
