@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var (
@@ -640,20 +641,24 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 			}
 		}()
 	}
+	// The writer's last batch adds a marker route. The subscriber has seen
+	// every batch once it holds the marker; only then may it stop, since
+	// Close drops what is still pending.
+	marker := Route{Prefix: pfx("192.0.2.0/24"), Endpoint: epHub, Source: SourceStatic}
 	fs := feedState{}
 	subDone := make(chan error, 1)
 	go func() {
 		for {
 			u, err := sub.Next(t.Context())
-			if errors.Is(err, ErrClosed) {
-				subDone <- nil
-				return
-			}
 			if err == nil {
 				fs, err = fs.update(u)
 			}
 			if err != nil {
 				subDone <- err
+				return
+			}
+			if _, ok := fs[marker.Prefix]; ok {
+				subDone <- nil
 				return
 			}
 		}
@@ -663,15 +668,22 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := f.Apply([]Op{{Route: marker}}); err != nil {
+		t.Fatal(err)
+	}
 	close(done)
 	for range readers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	sub.Close()
-	if err := <-subDone; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-subDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the subscriber did not catch up with the last batch within 30s")
 	}
 	want := feedState{}
 	for _, c := range f.Subscribe().mustSnapshot(t) {
