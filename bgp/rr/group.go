@@ -75,27 +75,44 @@ type cpeState struct {
 	since       time.Time     // when the session was established
 	grTime      time.Duration // restart time the CPE offered; 0 = no GR
 	grFamilies  []*api.Family // families for which the CPE offered GR
-	eor         map[api.Family_Afi]bool
-	synced      bool // session up and End-of-RIB seen for every GR family
+	eor         uint8         // families whose End-of-RIB the CPE sent (bit eorBit)
+	synced      bool          // session up and End-of-RIB seen for every GR family
 	gen         uint64
 	restart     *time.Timer
 }
 
-// announced is what the hub put into GoBGP for one CPE prefix.
+// announced is what the hub put into GoBGP for one CPE prefix, held once
+// per route, so kept small (16 octets): the ESP endpoint and NEXT_HOP are
+// the CPE's (cpeState.Endpoint, nextHopFor), which every held route
+// carries since CPEUp re-originates them all when the endpoint changes.
 type announced struct {
-	endpoint  netip.AddrPort
-	nextHop   netip.Addr
 	origin    uint8
+	hasMED    bool
+	stale     bool
+	src       [4]byte // the path's source ID in GoBGP (the CPE's BGP Identifier); zero if none
 	localPref uint32
 	med       uint32
-	hasMED    bool
-	src       netip.Addr // the path's source ID in GoBGP (the CPE's BGP Identifier)
-	stale     bool
 }
 
 func (a announced) same(b announced) bool {
 	a.stale, b.stale = false, false
 	return a == b
+}
+
+// source is the path's source ID as GoBGP knows it (invalid if none).
+func (a announced) source() netip.Addr {
+	if a.src == [4]byte{} {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom4(a.src)
+}
+
+// sourceID packs a CPE's BGP Identifier (always IPv4) for announced.src.
+func sourceID(id netip.Addr) [4]byte {
+	if !id.Is4() {
+		return [4]byte{}
+	}
+	return id.As4()
 }
 
 func startGroup(ctx context.Context, h *Hub, gc GroupConfig) (*group, error) {
@@ -417,12 +434,13 @@ func (g *group) cpeUp(ctx context.Context, c CPE) error {
 	}
 	cs, ok := g.byID[c.ID]
 	if ok {
+		moved := cs.Endpoint != c.Endpoint
 		cs.CPE = c
-		g.reapplyLocked(ctx, cs)
+		g.reapplyLocked(ctx, cs, moved)
 		return nil
 	}
 	g.nextID++
-	cs = &cpeState{CPE: c, pathID: g.nextID, routes: map[netip.Prefix]announced{}, eor: map[api.Family_Afi]bool{}}
+	cs = &cpeState{CPE: c, pathID: g.nextID, routes: map[netip.Prefix]announced{}}
 	if g.deferring {
 		// A configured peer: GoBGP must know it as restarting (the
 		// Restart State bit, RFC 4724), which a dynamic neighbor,
@@ -486,7 +504,8 @@ func (g *group) removeLocked(ctx context.Context, c *cpeState, reason string) {
 // current endpoint and LOCAL_PREF. Routes the CPE announced but the hub
 // dropped come back from GoBGP's Adj-RIB-In (which keeps every route a
 // session received, before the import policy) and are checked again.
-func (g *group) reapplyLocked(ctx context.Context, c *cpeState) {
+// moved says the CPE's endpoint changed: every held route is re-originated.
+func (g *group) reapplyLocked(ctx context.Context, c *cpeState, moved bool) {
 	for p := range c.routes {
 		if !c.authorised(p, g.pol.moreSpecifics) {
 			g.withdrawLocked(ctx, c, p)
@@ -500,12 +519,10 @@ func (g *group) reapplyLocked(ctx context.Context, c *cpeState) {
 	}
 	for p, a := range c.routes {
 		b := a
-		b.endpoint = c.Endpoint
-		b.nextHop = nextHopFor(p, &c.CPE)
 		if g.pol.localPref != 0 {
 			b.localPref = g.pol.localPref
 		}
-		if !b.same(a) {
+		if moved || !b.same(a) {
 			g.originateLocked(ctx, c, p, b)
 		}
 	}
@@ -559,7 +576,7 @@ func (g *group) setPolicy(ctx context.Context, p RoutePolicy) error {
 	g.log.Info("route policy changed", "reason", fmt.Sprintf("max_prefixes %d, accept_more_specifics %v, local_pref %d",
 		pol.max, pol.moreSpecifics, pol.localPref))
 	for _, c := range g.byID {
-		g.reapplyLocked(ctx, c)
+		g.reapplyLocked(ctx, c, false)
 	}
 	return nil
 }
@@ -631,7 +648,7 @@ func (g *group) peerStateLocked(ctx context.Context, st *api.PeerState) {
 		c.established = true
 		c.since = time.Now()
 		c.synced = false
-		clear(c.eor)
+		c.eor = 0
 		if id, err := netip.ParseAddr(st.RouterId); err == nil {
 			c.routerID = id
 		}
@@ -706,13 +723,21 @@ func (g *group) restartExpired(c *cpeState, gen uint64) {
 	}
 }
 
+// eorBit is a family's bit in cpeState.eor.
+func eorBit(afi api.Family_Afi) uint8 {
+	if afi == api.Family_AFI_IP6 {
+		return 2
+	}
+	return 1
+}
+
 func (g *group) endOfRIBLocked(ctx context.Context, c *cpeState, f *api.Family) {
 	if f == nil || !c.established {
 		return
 	}
-	c.eor[f.Afi] = true
+	c.eor |= eorBit(f.Afi)
 	for _, gf := range c.grFamilies {
-		if !c.eor[gf.Afi] {
+		if c.eor&eorBit(gf.Afi) == 0 {
 			return
 		}
 	}

@@ -124,9 +124,7 @@ func (g *group) acceptLocked(ctx context.Context, c *cpeState, p *api.Path, quie
 		}
 		return
 	}
-	a.endpoint = c.Endpoint
-	a.nextHop = nextHopFor(pfx, &c.CPE)
-	a.src = c.routerID
+	a.src = sourceID(c.routerID)
 	if old, ok := c.routes[pfx]; ok && old.same(a) {
 		// Re-advertised unchanged (after a CPE restart): only fresh again.
 		old.stale = false
@@ -164,19 +162,21 @@ func tunnelAttr(ep netip.AddrPort) (bgp.PathAttributeInterface, error) {
 // CPE's ORIGIN and MED, the LOCAL_PREF of the policy, the CPE's BGP Identifier as
 // ORIGINATOR_ID (as a reflected route would have, RFC 4456), the
 // endpoint the hub saw on the IKE SA, and the CPE's path identifier so
-// that two CPEs announcing one prefix stay two paths.
+// that two CPEs announcing one prefix stay two paths. A path that cannot
+// be built withdraws what the hub held for the prefix.
 func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Prefix, a announced) {
 	if old, ok := c.routes[pfx]; ok && old.src != a.src {
 		g.withdrawLocked(ctx, c, pfx) // a new source ID does not replace the old path
 	}
+	nextHop := nextHopFor(pfx, &c.CPE)
 	nlri := codecPrefix(pfx)
 	// An empty AS_PATH, as the CPE sent it: without one GoBGP would build
 	// it again for every copy it sends.
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(a.origin), bgp.NewPathAttributeAsPath(nil)}
-	if pfx.Addr().Is4() && a.nextHop.Is4() {
-		attrs = append(attrs, bgp.NewPathAttributeNextHop(a.nextHop.String()))
+	if pfx.Addr().Is4() && nextHop.Is4() {
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(nextHop.String()))
 	} else {
-		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(a.nextHop.String(), []bgp.AddrPrefixInterface{nlri}))
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(nextHop.String(), []bgp.AddrPrefixInterface{nlri}))
 	}
 	attrs = append(attrs, bgp.NewPathAttributeLocalPref(a.localPref))
 	if a.hasMED {
@@ -185,10 +185,11 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	if c.routerID.Is4() {
 		attrs = append(attrs, bgp.NewPathAttributeOriginatorId(c.routerID.String()))
 	}
-	encap, err := tunnelAttr(a.endpoint)
+	encap, err := tunnelAttr(c.Endpoint)
 	if err != nil {
 		g.stats.badRoute.Add(1)
 		g.log.Warn("cannot build path", "id", c.ID, "prefix", pfx.String(), "err", err)
+		g.withdrawLocked(ctx, c, pfx)
 		return
 	}
 	attrs = append(attrs, encap)
@@ -196,6 +197,7 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	if err != nil {
 		g.stats.badRoute.Add(1)
 		g.log.Warn("cannot build path", "id", c.ID, "prefix", pfx.String(), "err", err)
+		g.withdrawLocked(ctx, c, pfx)
 		return
 	}
 	p.Identifier = c.pathID
@@ -204,7 +206,7 @@ func (g *group) originateLocked(ctx context.Context, c *cpeState, pfx netip.Pref
 	// IDs), as it would not reflect a route to its originator. FRR resets
 	// the session when its own route comes back with its own address as
 	// NEXT_HOP.
-	setSource(p, g.hub.cfg.ASN, a.src)
+	setSource(p, g.hub.cfg.ASN, a.source())
 	c.routes[pfx] = a
 	g.stats.accepted.Add(1)
 	g.submitLocked(c, pathOp{add: &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}, id: c.ID})
@@ -222,7 +224,7 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 		return
 	}
 	p.Identifier = c.pathID
-	setSource(p, g.hub.cfg.ASN, a.src) // a withdrawal only matches a path of the same source
+	setSource(p, g.hub.cfg.ASN, a.source()) // a withdrawal only matches a path of the same source
 	g.submitLocked(c, pathOp{del: &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}, id: c.ID})
 }
 
@@ -235,7 +237,7 @@ func (g *group) withdrawLocked(ctx context.Context, c *cpeState, pfx netip.Prefi
 // identified by the CPE's path identifier and its prefix).
 const (
 	pathWorkers = 4
-	pathQueue   = 1024
+	pathQueue   = 256 // per worker: enough to keep the loop fed, 40 octets each, allocated up front
 )
 
 // pathOp is one AddPath or DeletePath, or a barrier.

@@ -67,7 +67,7 @@ func (h *Hub) Routes(group string) ([]Route, error) {
 	var out []Route
 	for _, c := range g.byID {
 		for p, a := range c.routes {
-			out = append(out, Route{Prefix: p, Endpoint: a.endpoint, NextHop: a.nextHop, CPE: c.ID, LocalPref: a.localPref, Stale: a.stale})
+			out = append(out, Route{Prefix: p, Endpoint: c.Endpoint, NextHop: nextHopFor(p, &c.CPE), CPE: c.ID, LocalPref: a.localPref, Stale: a.stale})
 		}
 	}
 	g.mu.Unlock()
