@@ -429,7 +429,13 @@ func TestLoopbackSecondHub(t *testing.T) {
 	cfg := cpeConfig(t, id, []netip.AddrPort{dead, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ikePort)}, "10.1.0.0/24")
 	c := newLoopbackCPE(t, cfg, nattPort)
 	runCPE(t, c.CPE)
-	st := waitStatus(t, c.CPE, 30*time.Second, "connected to the second hub address", func(s *Status) bool { return s.Tunnel.Up })
+	// The hub's event handler learns of its IKE SA from the engine's event
+	// queue, possibly after the CPE has the tunnel up: wait for both.
+	st := waitStatus(t, c.CPE, 30*time.Second, "connected to the second hub address", func(s *Status) bool {
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		return hub.ups >= 1 && s.Tunnel.Up
+	})
 	if st.IKE[0].Remote.Addr() != netip.MustParseAddr("127.0.0.1") || st.IKE[0].Remote.Port() != nattPort {
 		t.Errorf("IKE SA with %v, want the second address (floated to %d)", st.IKE[0].Remote, nattPort)
 	}
