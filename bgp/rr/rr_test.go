@@ -128,6 +128,14 @@ func TestOnlyLiveCPEs(t *testing.T) {
 	if st := stats(t, h, "acme"); st.CPEWithdrawnDown != 1 || st.CPEs != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	// b's address is no live CPE's any more: b keeps dialling and is
+	// refused like the rogue (which stops, so the count is b's).
+	rogue.stop()
+	refused := stats(t, h, "acme").RefusedSessions
+	b.waitFor(t, "b's reconnections refused", func() bool { return stats(t, h, "acme").RefusedSessions >= refused+2 })
+	if n := b.Stats().Established; n != 1 {
+		t.Errorf("b established %d sessions, want 1", n)
+	}
 	// b's IKE SA comes back: so does its session and its route.
 	mustUp(t, h, cpe("b", "acme", addr(3), "198.51.100.3:4500", "10.2.0.0/16"))
 	a.waitRoutes(t, map[string]string{"10.2.0.0/24": "198.51.100.3:4500"})
