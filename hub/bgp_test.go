@@ -146,18 +146,12 @@ func TestBGP(t *testing.T) {
 	hubGlobex := netip.AddrPortFrom(netip.MustParseAddr("127.101.0.1"), port)
 	ctx := context.Background()
 
+	ids := []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example"}
 	cpes := map[string]*testCPE{}
-	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example"} {
-		c := newCPE(t, th, id, cpeOpts{})
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-		cpes[id] = c
+	for i, c := range joinCPEs(t, th, ids...) {
+		cpes[ids[i]] = c
 	}
-	vip := func(id string) netip.AddrPort {
-		return netip.AddrPortFrom(cpes[id].sa.Info().VIPs[0].Addr(), 0)
-	}
+	vip := func(id string) netip.AddrPort { return cpes[id].vip() }
 	outer := netip.AddrPortFrom(loop4, 0) // what the hub sees: raw ESP from 127.0.0.1
 	s1 := startSpeaker(t, ctx, asn, vip("fqdn:cpe1.acme.example"), hubAcme, outer, "10.1.0.0/24")
 	// cpe2 claims a foreign endpoint and a prefix it is not authorised for.
@@ -294,13 +288,7 @@ func TestBGPRestart(t *testing.T) {
 	if v, _ := th2.h.BGP(ctx); len(v.Groups) == 0 || v.Groups[0].Synced || v.Groups[0].CPEs != 2 {
 		t.Fatalf("restarted hub's acme group: %+v, want restarting with the 2 CPEs of the last run", v.Groups)
 	}
-	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
-		c := newCPE(t, th2, id, cpeOpts{})
-		c.mustConnect(th2, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinCPEs(t, th2, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example")
 	pollFor(t, "the restarted acme group to sync", func() bool {
 		v, _ := th2.h.BGP(ctx)
 		return v.Groups[0].Synced && v.Groups[0].Sessions == 2 && v.Groups[0].Routes == 2
@@ -437,13 +425,8 @@ func TestBGPRouteLimit(t *testing.T) {
 	outer := netip.AddrPortFrom(loop4, 0)
 	ctx := context.Background()
 	var vips []netip.AddrPort
-	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
-		c := newCPE(t, th, id, cpeOpts{})
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-		vips = append(vips, netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0))
+	for _, c := range joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example") {
+		vips = append(vips, c.vip())
 	}
 	// cpe1 announces three routes inside its authorised 10.1.0.0/24
 	// (the group accepts more specifics).
@@ -488,13 +471,8 @@ func TestBGPRoutePolicy(t *testing.T) {
 	outer := netip.AddrPortFrom(loop4, 0)
 	ctx := context.Background()
 	var vips []netip.AddrPort
-	for _, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
-		c := newCPE(t, th, id, cpeOpts{})
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-		vips = append(vips, netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0))
+	for _, c := range joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example") {
+		vips = append(vips, c.vip())
 	}
 	// cpe1 is authorised for 10.1.0.0/24; 10.1.0.128/25 lies within it.
 	_, sp1 := startSpeakerStats(t, ctx, th.cfg.BGP.ASN, vips[0], hubAcme, outer, "10.1.0.0/24", "10.1.0.128/25")

@@ -385,6 +385,27 @@ func (c *testCPE) mustConnect(th *testHub, v6 bool) {
 
 // waitPut waits for the next MPSA_PUT the CPE handled and returns its
 // outcome.
+// joinCPEs connects a CPE of each identity to th over IPv4 and waits until
+// each has its group SA.
+func joinCPEs(t testing.TB, th *testHub, ids ...string) []*testCPE {
+	t.Helper()
+	cpes := make([]*testCPE, 0, len(ids))
+	for _, id := range ids {
+		c := newCPE(t, th, id, cpeOpts{})
+		c.mustConnect(th, false)
+		if err := c.waitPut(); err != nil {
+			t.Fatal(err)
+		}
+		cpes = append(cpes, c)
+	}
+	return cpes
+}
+
+// vip is the CPE's first overlay address, the source of its BGP session.
+func (c *testCPE) vip() netip.AddrPort {
+	return netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0)
+}
+
 func (c *testCPE) waitPut() error {
 	c.t.Helper()
 	select {
