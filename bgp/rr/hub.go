@@ -178,11 +178,9 @@ func (h *Hub) CPEDown(ctx context.Context, id string) error {
 // A MaxPrefixes above the group's start values fails with
 // ErrRestartNeeded.
 func (h *Hub) SetRoutePolicy(ctx context.Context, name string, p RoutePolicy) error {
-	h.mu.Lock()
-	g, ok := h.groups[name]
-	h.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoGroup, name)
+	g, err := h.group(name)
+	if err != nil {
+		return err
 	}
 	return g.setPolicy(ctx, p)
 }
