@@ -367,12 +367,18 @@ func StatusCommand(ctx context.Context, path string, args []string, defaultView 
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	resp, err := Query(ctx, path, Request{Command: cmd, Args: args, Format: format})
+	return queryAndPrint(ctx, path, Request{Command: cmd, Args: args, Format: format}, "status "+strings.TrimSpace(cmd), out, errOut)
+}
+
+// queryAndPrint sends req and prints the answer's text (or its JSON data) to out, or
+// the error, after label, to errOut; it returns the exit code.
+func queryAndPrint(ctx context.Context, path string, req Request, label string, out, errOut io.Writer) int {
+	resp, err := Query(ctx, path, req)
 	if err != nil {
-		fmt.Fprintf(errOut, "status %s: %v\n", strings.TrimSpace(cmd), err)
+		fmt.Fprintf(errOut, "%s: %v\n", label, err)
 		return 1
 	}
-	if format == FormatJSON {
+	if req.Format == FormatJSON {
 		out.Write(append(bytes.TrimSpace(resp.Data), '\n'))
 		return 0
 	}
@@ -421,15 +427,5 @@ func CommandMain(name, command string, args []string, socket string, stdout, std
 	if *asJSON {
 		format = FormatJSON
 	}
-	resp, err := Query(context.Background(), *path, Request{Command: command, Args: fs.Args(), Format: format})
-	if err != nil {
-		fmt.Fprintf(stderr, "%s %s: %v\n", name, command, err)
-		return 1
-	}
-	if format == FormatJSON {
-		stdout.Write(append(bytes.TrimSpace(resp.Data), '\n'))
-		return 0
-	}
-	io.WriteString(stdout, resp.Text)
-	return 0
+	return queryAndPrint(context.Background(), *path, Request{Command: command, Args: fs.Args(), Format: format}, name+" "+command, stdout, stderr)
 }
