@@ -307,7 +307,6 @@ func (c *CPE) WriteMetrics(w io.Writer) {
 	e.metric(p+"bgp_notifications_total", "counter", "", float64(b.Stats.NotifySent), "dir", "out")
 	e.metric(p+"bgp_routes_ignored_total", "counter", "Learned routes refused because they lie inside our LAN prefixes.", float64(c.counters.ownRoutes.Load()))
 	e.metric(p+"fib_prefixes", "gauge", "Prefixes in the FIB.", float64(st.FIB.Prefixes4), "family", "ipv4")
-	e.metric(p+"bgp_routes_ignored_total", "counter", "Learned routes refused because they lie inside our LAN prefixes.", float64(c.counters.ownRoutes.Load()))
 	e.metric(p+"fib_prefixes", "gauge", "", float64(st.FIB.Prefixes6), "family", "ipv6")
 	e.metric(p+"fib_unresolved", "gauge", "Prefixes none of whose paths resolves.", float64(st.FIB.Unresolved))
 
