@@ -604,9 +604,7 @@ func (l *Lab) Start(ctx context.Context, name string) error {
 
 // Stop stops the named daemon: SIGTERM, then SIGKILL after StopTimeout.
 func (l *Lab) Stop(ctx context.Context, name string) error {
-	l.mu.Lock()
-	p := l.procs[name]
-	l.mu.Unlock()
+	p := l.proc(name)
 	if p == nil {
 		return nil
 	}
@@ -619,9 +617,7 @@ func (l *Lab) Stop(ctx context.Context, name string) error {
 
 // Kill sends SIGKILL to the named daemon and waits until it is gone.
 func (l *Lab) Kill(ctx context.Context, name string) error {
-	l.mu.Lock()
-	p := l.procs[name]
-	l.mu.Unlock()
+	p := l.proc(name)
 	if p == nil {
 		return fmt.Errorf("lab: %s was never started", name)
 	}
@@ -630,13 +626,18 @@ func (l *Lab) Kill(ctx context.Context, name string) error {
 
 // Signal sends sig to the named daemon.
 func (l *Lab) Signal(name string, sig syscall.Signal) error {
-	l.mu.Lock()
-	p := l.procs[name]
-	l.mu.Unlock()
+	p := l.proc(name)
 	if p == nil {
 		return fmt.Errorf("lab: %s was never started", name)
 	}
 	return p.signal(sig)
+}
+
+// proc returns the named daemon's process (nil if it was never started).
+func (l *Lab) proc(name string) *proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.procs[name]
 }
 
 // Command returns a command that runs inside namespace ns (`ip netns exec`),
@@ -647,9 +648,7 @@ func Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 
 // Running reports whether the named daemon runs.
 func (l *Lab) Running(name string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := l.procs[name]
+	p := l.proc(name)
 	return p != nil && p.alive()
 }
 
