@@ -271,7 +271,7 @@ func TestBGPRestart(t *testing.T) {
 		if err := c.waitPut(); err != nil {
 			t.Fatal(err)
 		}
-		vip := netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0)
+		vip := c.vip()
 		vips = append(vips, vip)
 		sink, sp := startSpeakerStats(t, ctx, asn, vip, hubAcme, outer, []string{"10.1.0.0/24", "10.2.0.0/24"}[i])
 		sinks, speakers = append(sinks, sink), append(speakers, sp)

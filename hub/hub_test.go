@@ -381,15 +381,8 @@ func TestLogsFieldsAndNoKeys(t *testing.T) {
 	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
 	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
 	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
-	cpe1 := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
-	cpe2 := newCPE(t, th, "fqdn:cpe2.acme.example", cpeOpts{})
-	cpe3 := newCPE(t, th, "rfc822:cpe3@globex.example", cpeOpts{})
-	for _, c := range []*testCPE{cpe1, cpe2, cpe3} {
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cpes := joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example")
+	cpe1, cpe2, cpe3 := cpes[0], cpes[1], cpes[2]
 	if _, err := th.h.Rekey("acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -18,15 +18,8 @@ import (
 func TestOperatorRekey(t *testing.T) {
 	checkGoroutines(t)
 	th := startHub(t, baseConfig(t))
-	cpe1 := newCPE(t, th, "fqdn:cpe1.acme.example", cpeOpts{})
-	cpe2 := newCPE(t, th, "fqdn:cpe2.acme.example", cpeOpts{})
-	cpe3 := newCPE(t, th, "rfc822:cpe3@globex.example", cpeOpts{})
-	for _, c := range []*testCPE{cpe1, cpe2, cpe3} {
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cpes := joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example")
+	cpe1, cpe2, cpe3 := cpes[0], cpes[1], cpes[2]
 	old1, _ := cpe1.groupSA()
 	old3, _ := cpe3.groupSA()
 	info1 := cpe1.sa.Info()
