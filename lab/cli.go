@@ -121,7 +121,7 @@ func cliUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keep = true
 	if err != nil {
 		fmt.Fprint(stdout, l.Summary(snap, nil, nil))
-		for _, n := range append([]string{"hub"}, cpeNames(l)...) {
+		for _, n := range l.Daemons() {
 			fmt.Fprintf(stderr, "--- %s log (last lines) ---\n%s\n", n, l.LogTail(n, 15))
 		}
 		which := "-name " + cfg.Name
@@ -166,14 +166,6 @@ func cliUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("CPE-to-CPE traffic was not seen going directly between the CPEs")
 	}
 	return nil
-}
-
-func cpeNames(l *Lab) []string {
-	var out []string
-	for _, c := range l.CPEs() {
-		out = append(out, c.Name)
-	}
-	return out
 }
 
 // findDaemons locates or builds the daemons (see cliUp's -bin flag).

@@ -677,6 +677,18 @@ func (l *Lab) CPEs() []CPE {
 	return out
 }
 
+// Daemons returns the names of the lab's daemons: "hub", then the CPEs
+// (removed ones too), by index.
+func (l *Lab) Daemons() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []string{"hub"}
+	for _, c := range l.st.CPEs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
 // CPE returns the CPE of that name.
 func (l *Lab) CPE(name string) (CPE, bool) {
 	l.mu.Lock()

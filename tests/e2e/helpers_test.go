@@ -101,7 +101,7 @@ func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range append([]string{"hub"}, names(l)...) {
+			for _, n := range l.Daemons() {
 				if l.LogOffset(n) == 0 {
 					continue // never started
 				}
@@ -118,14 +118,6 @@ func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 		}
 	})
 	return l
-}
-
-func names(l *lab.Lab) []string {
-	var out []string
-	for _, c := range l.CPEs() {
-		out = append(out, c.Name)
-	}
-	return out
 }
 
 // testContext is the test's context with the per-test deadline.
