@@ -136,8 +136,7 @@ func TestBGP(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	port := bgpPort
 	grpc := netip.AddrPortFrom(loop4, grpcPort)
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(grpc))
@@ -254,8 +253,7 @@ func TestBGPRestart(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	port := bgpPort
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
 	asn := th.cfg.BGP.ASN
@@ -321,8 +319,7 @@ func TestGRPCPorts(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	base := netip.AddrPortFrom(loop4, grpcPort)
 	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(base))
 	ctx := context.Background()
@@ -415,8 +412,7 @@ func TestBGPRouteLimit(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	cfg.Groups[0].BGP.MaxPrefixes, cfg.Groups[1].BGP.MaxPrefixes = 2, 2
 	cfg.Groups[0].BGP.AcceptMoreSpecifics = true
 	port := bgpPort
@@ -462,8 +458,7 @@ func TestBGPRoutePolicy(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	cfg.Groups[0].BGP.LocalPref = 200
 	port := bgpPort
 	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))

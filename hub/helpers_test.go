@@ -80,6 +80,14 @@ func (l *logBuffer) lines(parts ...string) []string {
 	return out
 }
 
+// loopbackPools gives baseConfig's two groups overlay pools in 127/8, so
+// that the CPEs' overlay addresses are local and their BGP sessions reach
+// the route reflector over loopback.
+func loopbackPools(cfg *configs.Hub) {
+	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
+	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+}
+
 // baseConfig is a hub with two groups: acme (AES-CBC, no Sender-IDs) and
 // globex (AES-GCM with Sender-IDs), and CPEs cpe1, cpe2 in acme and cpe3 in
 // globex, all with PSKs.

@@ -378,8 +378,7 @@ func TestLogsFieldsAndNoKeys(t *testing.T) {
 	}
 	checkGoroutines(t)
 	cfg := baseConfig(t)
-	cfg.Groups[0].Pool = configs.Pool{IPv4: mustPrefix("127.100.0.0/24")}
-	cfg.Groups[1].Pool = configs.Pool{IPv4: mustPrefix("127.101.0.0/24")}
+	loopbackPools(cfg)
 	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
 	cpes := joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example")
 	cpe1, cpe2, cpe3 := cpes[0], cpes[1], cpes[2]
