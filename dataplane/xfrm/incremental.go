@@ -365,20 +365,7 @@ func (e *engine) reconcile(in *inputs, have *installed) (*plan, error) {
 	// States: all of them (few), when the SA level was recomputed or the
 	// kernel refused a change.
 	if sal != e.sal || e.statesDirty || e.full {
-		for id, s := range sal.states {
-			old, ok := have.states[id]
-			switch {
-			case !ok:
-				p.addStates = append(p.addStates, s)
-			case !old.same(s):
-				p.replace = append(p.replace, s)
-			}
-		}
-		for id := range have.states {
-			if _, ok := sal.states[id]; !ok {
-				p.delStates = append(p.delStates, id)
-			}
-		}
+		p.diffStates(have.states, sal.states)
 	}
 	p.sort()
 

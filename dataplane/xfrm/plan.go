@@ -33,15 +33,7 @@ func (p *plan) empty() bool {
 
 func diff(have *installed, want *desired) *plan {
 	p := &plan{}
-	for id, s := range want.states {
-		old, ok := have.states[id]
-		switch {
-		case !ok:
-			p.addStates = append(p.addStates, s)
-		case !old.same(s):
-			p.replace = append(p.replace, s)
-		}
-	}
+	p.diffStates(have.states, want.states)
 	for id, pol := range want.policies {
 		if old, ok := have.policies[id]; !ok || old != pol {
 			p.policies = append(p.policies, kpolicy{id, pol})
@@ -52,13 +44,27 @@ func diff(have *installed, want *desired) *plan {
 			p.delPolicies = append(p.delPolicies, id)
 		}
 	}
-	for id := range have.states {
-		if _, ok := want.states[id]; !ok {
+	p.sort()
+	return p
+}
+
+// diffStates adds to p the states that turn have into want: new ones,
+// replaced ones (same ID, other contents) and stale ones.
+func (p *plan) diffStates(have, want map[stateID]*kstate) {
+	for id, s := range want {
+		old, ok := have[id]
+		switch {
+		case !ok:
+			p.addStates = append(p.addStates, s)
+		case !old.same(s):
+			p.replace = append(p.replace, s)
+		}
+	}
+	for id := range have {
+		if _, ok := want[id]; !ok {
 			p.delStates = append(p.delStates, id)
 		}
 	}
-	p.sort()
-	return p
 }
 
 // sort puts each list of p in a fixed order, so plans are reproducible.
