@@ -36,17 +36,21 @@ type Pinger struct {
 	id    uint16
 	token [echoTokenLen]byte
 	done  chan struct{} // closed when routineRead ends
+	// replied is closed by the first reply (PingUntil waits on it).
+	replied chan struct{}
 
 	mu   sync.Mutex // guards the following
 	next uint16
 	sent []time.Time     // by sequence number
 	rtt  []time.Duration // by sequence number; 0: no reply (yet)
 	dup  int
+	// gotReply: replied is closed.
+	gotReply bool
 }
 
 // NewPinger opens a raw ICMP socket in namespace ns for pinging dst.
 func NewPinger(ns string, dst netip.Addr) (*Pinger, error) {
-	p := &Pinger{dst: dst, done: make(chan struct{})}
+	p := &Pinger{dst: dst, done: make(chan struct{}), replied: make(chan struct{})}
 	var b [2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -144,7 +148,10 @@ func (p *Pinger) routineRead() {
 			if p.rtt[seq] != 0 {
 				p.dup++
 			} else {
-				p.rtt[seq] = max(now.Sub(p.sent[seq]), time.Nanosecond)
+				if p.rtt[seq] = max(now.Sub(p.sent[seq]), time.Nanosecond); !p.gotReply {
+					p.gotReply = true
+					close(p.replied)
+				}
 			}
 		}
 		p.mu.Unlock()
@@ -309,8 +316,6 @@ func PingUntil(ctx context.Context, ns string, dst netip.Addr, within time.Durat
 	defer cancel()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	poll := time.NewTicker(10 * time.Millisecond)
-	defer poll.Stop()
 	if _, err := p.Send(); err != nil && !isTransient(err) {
 		return err
 	}
@@ -322,10 +327,8 @@ func PingUntil(ctx context.Context, ns string, dst netip.Addr, within time.Durat
 			if _, err := p.Send(); err != nil && !isTransient(err) {
 				return err
 			}
-		case <-poll.C:
-			if p.Stats(PingTimeout).Received > 0 {
-				return nil
-			}
+		case <-p.replied:
+			return nil
 		}
 	}
 }
