@@ -228,28 +228,8 @@ func (e *engine) reconcile(in *inputs, have *installed) (*plan, error) {
 		if sal == nil || !maps.Equal(sal.local, next.local) {
 			all = true
 		} else {
-			dirtyTunnels = make(map[routing.Tunnel]bool)
-			for t, c := range next.tunnels {
-				if old, ok := sal.tunnels[t]; !ok || old != c {
-					dirtyTunnels[t] = true
-				}
-			}
-			for t := range sal.tunnels {
-				if _, ok := next.tunnels[t]; !ok {
-					dirtyTunnels[t] = true
-				}
-			}
-			dirtyReach = make(map[tunnelAddr]bool)
-			for k, l := range next.reach {
-				if old, ok := sal.reach[k]; !ok || old != l {
-					dirtyReach[k] = true
-				}
-			}
-			for k := range sal.reach {
-				if _, ok := next.reach[k]; !ok {
-					dirtyReach[k] = true
-				}
-			}
+			dirtyTunnels = changedKeys(sal.tunnels, next.tunnels)
+			dirtyReach = changedKeys(sal.reach, next.reach)
 		}
 		sal = next
 	}
@@ -378,6 +358,23 @@ func (e *engine) reconcile(in *inputs, have *installed) (*plan, error) {
 		clear(e.dirty)
 	}
 	return p, nil
+}
+
+// changedKeys returns the keys whose values differ between old and next,
+// present in only one of them included.
+func changedKeys[K, V comparable](old, next map[K]V) map[K]bool {
+	changed := make(map[K]bool)
+	for k, v := range next {
+		if o, ok := old[k]; !ok || o != v {
+			changed[k] = true
+		}
+	}
+	for k := range old {
+		if _, ok := next[k]; !ok {
+			changed[k] = true
+		}
+	}
+	return changed
 }
 
 // needScan reports whether the prefixes of the tunnels and endpoints whose
