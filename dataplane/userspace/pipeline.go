@@ -419,12 +419,14 @@ func (b *Backend) routineWriteNetwork() {
 func (b *Backend) sendBatch(bt *batch) {
 	for _, c := range b.conns {
 		k := 0
+		var bytes uint64
 		for i := 0; i < bt.n; i++ {
 			m := &bt.meta[i]
 			if m.drop != esp.DropNone || m.conn != c {
 				continue
 			}
 			bt.send[k] = bt.msgs[i]
+			bytes += uint64(m.n)
 			k++
 		}
 		if k == 0 {
@@ -435,21 +437,21 @@ func (b *Backend) sendBatch(bt *batch) {
 			return
 		}
 		b.txPackets.Add(uint64(sent))
-		// Inner bytes of the first sent packets of this socket; the rest
-		// are dropped.
-		var bytes uint64
-		j := 0
-		for i := 0; i < bt.n; i++ {
-			m := &bt.meta[i]
-			if m.drop != esp.DropNone || m.conn != c {
-				continue
+		if sent < k {
+			// The socket took the first sent packets; the rest are
+			// dropped and their inner bytes not counted.
+			j := 0
+			for i := 0; i < bt.n; i++ {
+				m := &bt.meta[i]
+				if m.drop != esp.DropNone || m.conn != c {
+					continue
+				}
+				if j >= sent {
+					bytes -= uint64(m.n)
+					m.drop = esp.DropNoRoute
+				}
+				j++
 			}
-			if j < sent {
-				bytes += uint64(m.n)
-			} else {
-				m.drop = esp.DropNoRoute
-			}
-			j++
 		}
 		b.txBytes.Add(bytes)
 	}
