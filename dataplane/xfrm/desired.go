@@ -164,10 +164,9 @@ func compute(in *inputs) (*desired, error) {
 			continue
 		}
 		tunnelled[p] = true
-		d.policies[policyID{dirOut, anyPrefix(p.Addr().Is4()), p}] = r.out
-		for _, dir := range []pdir{dirIn, dirFwd} {
-			d.policies[policyID{dir, p, anyPrefix(p.Addr().Is4())}] = r.in
-		}
+		ids := prefixPolicyIDs(p)
+		d.policies[ids[0]] = r.out
+		d.policies[ids[1]], d.policies[ids[2]] = r.in, r.in
 	}
 
 	// Bypass: local and underlay entries, and configured prefixes, that a
@@ -179,8 +178,7 @@ func compute(in *inputs) (*desired, error) {
 			continue
 		}
 		v := bypassPolicy(b, in.prioBase)
-		is4 := b.Addr().Is4()
-		for _, id := range []policyID{{dirOut, anyPrefix(is4), b}, {dirIn, b, anyPrefix(is4)}, {dirFwd, b, anyPrefix(is4)}} {
+		for _, id := range prefixPolicyIDs(b) {
 			d.policies[id] = v
 		}
 	}
@@ -435,6 +433,14 @@ type prefixPolicies struct {
 	tunnelled bool // the prefix has tunnel policies (out, and in = fwd)
 	out, in   pval
 	problem   routeProblem
+}
+
+// prefixPolicyIDs returns the IDs of the policies a prefix has: out
+// (any → p), in and fwd (p → any; both take prefixPolicies.in).
+// policyID.prefix is the way back.
+func prefixPolicyIDs(p netip.Prefix) [3]policyID {
+	a := anyPrefix(p.Addr().Is4())
+	return [3]policyID{{dirOut, a, p}, {dirIn, p, a}, {dirFwd, p, a}}
 }
 
 // tunnelPolicies returns the policies of prefix p, whose FIB entry nh goes

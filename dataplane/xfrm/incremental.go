@@ -328,10 +328,8 @@ func (e *engine) reconcile(in *inputs, have *installed) (*plan, error) {
 			v := bypassPolicy(pfx, in.prioBase)
 			want = prefixPolicies{tunnelled: true, out: v, in: v}
 		}
-		is4 := pfx.Addr().Is4()
-		ids := [3]policyID{{dirOut, anyPrefix(is4), pfx}, {dirIn, pfx, anyPrefix(is4)}, {dirFwd, pfx, anyPrefix(is4)}}
 		vals := [3]pval{want.out, want.in, want.in}
-		for i, id := range ids {
+		for i, id := range prefixPolicyIDs(pfx) {
 			old, installed := have.policies[id]
 			switch {
 			case want.tunnelled && (!installed || old != vals[i]):
