@@ -383,6 +383,36 @@ func scrapeLoopback(t *testing.T, c *CPE, req, status string, want ...string) {
 			t.Errorf("%q: answer lacks %q:\n%s", req, w, b)
 		}
 	}
+	if strings.HasPrefix(string(b), "HTTP/1.1 200") {
+		checkFamilies(t, string(b))
+	}
+}
+
+// checkFamilies holds an exposition to what Prometheus parses: each
+// family's TYPE once, and all its samples together after it.
+func checkFamilies(t *testing.T, text string) {
+	t.Helper()
+	_, body, _ := strings.Cut(text, "\r\n\r\n")
+	seen := map[string]bool{}
+	family := ""
+	for line := range strings.Lines(body) {
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			family, _, _ = strings.Cut(name, " ")
+			if seen[family] {
+				t.Errorf("metrics family %s written twice", family)
+			}
+			seen[family] = true
+			continue
+		}
+		if line == "\n" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := strings.TrimRight(strings.SplitN(line, " ", 2)[0], "\n")
+		name, _, _ = strings.Cut(name, "{")
+		if name != family && strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count") != family {
+			t.Errorf("sample %s outside its family (after %s's TYPE)", name, family)
+		}
+	}
 }
 
 func firstLine(b []byte) string {
