@@ -4,6 +4,10 @@
 // its endpoint. It measures the time until every CPE holds every other
 // CPE's prefixes (full mesh), and the time one new prefix takes to reach
 // every other CPE (incremental).
+//
+// With Config.Count each CPE is instead a lean BGP session that announces
+// what the speaker would and only counts what it receives (count.go), so
+// that N=5,000 fits in memory.
 package loadgen
 
 import (
@@ -33,6 +37,10 @@ type Config struct {
 	// soon as its session is up (a connect-and-advertise storm, as after a
 	// hub restart).
 	Phased bool
+	// Count runs counting CPEs (count.go) instead of bgp/speakers: same
+	// OPEN and announcements on the wire, received prefixes only counted
+	// in a bitset, not stored.
+	Count  bool
 	Logger *slog.Logger
 }
 
@@ -41,6 +49,10 @@ type CPEs struct {
 	cfg      Config
 	start    time.Time // measurements are relative to it (moved by Advertise)
 	speakers []*speaker.Speaker
+	counters []*countCPE // Count mode
+	stride   int         // bits per originating CPE in a counter's bitset (K+1)
+	sem      chan struct{}
+	up       atomic.Int64 // sessions up now (Count mode)
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
@@ -54,6 +66,7 @@ type CPEs struct {
 	doneAt    atomic.Int64
 
 	incPrefix  atomic.Pointer[netip.Prefix]
+	incArmed   atomic.Bool
 	incLeft    atomic.Int64
 	incDone    chan struct{}
 	incStartNs atomic.Int64
@@ -109,8 +122,12 @@ func Start(cfg Config) (*CPEs, error) {
 		target: (cfg.N - 1) * cfg.K,
 	}
 	sem := make(chan struct{}, cfg.MaxInFlight)
+	c.sem = sem
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	if cfg.Count {
+		return c.startCounting(ctx)
+	}
 	for i := range cfg.N {
 		local := &net.TCPAddr{IP: scenario.CPEAddr(i).AsSlice()}
 		hub := cfg.Hub
@@ -127,7 +144,7 @@ func Start(cfg Config) (*CPEs, error) {
 				defer func() { <-sem }()
 				return d.DialContext(ctx, "tcp", hub)
 			},
-			Prefixes: prefixes(cfg, i), Endpoint: scenario.Endpoint(i),
+			Prefixes: advertised(cfg, i), Endpoint: scenario.Endpoint(i),
 			Sink: sk, HoldTime: cfg.HoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
 			OnState: func(st speaker.State) {
 				if st == speaker.StateEstablished {
@@ -159,7 +176,32 @@ func Start(cfg Config) (*CPEs, error) {
 	return c, nil
 }
 
-func prefixes(cfg Config, i int) []netip.Prefix {
+func (c *CPEs) startCounting(ctx context.Context) (*CPEs, error) {
+	c.stride = c.cfg.K + 1
+	for i := range c.cfg.N {
+		cp, err := newCountCPE(c, i)
+		if err != nil {
+			c.cancel()
+			return nil, err
+		}
+		c.counters = append(c.counters, cp)
+	}
+	c.start = time.Now()
+	for i, cp := range c.counters {
+		hub := c.cfg.Hub
+		if len(c.cfg.Hubs) > 0 {
+			hub = c.cfg.Hubs[i%len(c.cfg.Hubs)]
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			cp.run(ctx, hub)
+		}()
+	}
+	return c, nil
+}
+
+func advertised(cfg Config, i int) []netip.Prefix {
 	if cfg.Phased {
 		return nil
 	}
@@ -181,6 +223,9 @@ func (c *CPEs) WaitEstablished(ctx context.Context) (time.Duration, error) {
 // full-mesh time is measured from here.
 func (c *CPEs) Advertise() {
 	c.start = time.Now()
+	for _, cp := range c.counters {
+		cp.setAdvertised(c.cfg.K)
+	}
 	for i, sp := range c.speakers {
 		sp.SetPrefixes(scenario.Prefixes(i, c.cfg.K))
 	}
@@ -214,8 +259,13 @@ func (c *CPEs) Incremental(ctx context.Context) (time.Duration, error) {
 	p := scenario.Prefix(0, c.cfg.K)
 	c.incLeft.Store(int64(c.cfg.N - 1))
 	c.incPrefix.Store(&p)
+	c.incArmed.Store(true)
 	t0 := time.Since(c.start)
-	c.speakers[0].SetPrefixes(scenario.Prefixes(0, c.cfg.K+1))
+	if c.cfg.Count {
+		c.counters[0].setAdvertised(c.cfg.K + 1)
+	} else {
+		c.speakers[0].SetPrefixes(scenario.Prefixes(0, c.cfg.K+1))
+	}
 	select {
 	case <-c.incDone:
 		return time.Duration(c.incDoneAt.Load()) - t0, nil
@@ -231,7 +281,46 @@ func (c *CPEs) UpdatesIn() uint64 {
 	for _, sp := range c.speakers {
 		n += sp.Stats().UpdatesIn
 	}
+	for _, cp := range c.counters {
+		n += cp.updatesIn.Load()
+	}
 	return n
+}
+
+// Progress is a snapshot of a run, for progress reports.
+type Progress struct {
+	Established int64  // CPEs whose session came up (at least once)
+	Converged   int64  // CPEs that held every other CPE's prefixes
+	Delivered   int64  // routes the CPEs hold now, summed
+	UpdatesIn   uint64 // UPDATEs received
+	// Count mode only:
+	Up          int64  // sessions up now
+	Lost        uint64 // sessions that ended during the run
+	EndOfRIB    uint64 // End-of-RIB markers received
+	Malformed   uint64 // UPDATEs that did not walk (dropped)
+	Foreign     uint64 // prefixes outside the scenario's plan (ignored)
+	NoEncap     uint64 // announcing UPDATEs without the Tunnel Encapsulation attribute
+	OtherFamily uint64 // UPDATEs with an MP attribute of another family
+}
+
+// Progress sums up the run so far. It may be called at any time.
+func (c *CPEs) Progress() Progress {
+	p := Progress{Established: c.established.Load(), Converged: c.converged.Load(), Up: c.up.Load()}
+	for _, sp := range c.speakers {
+		p.Delivered += int64(sp.Routes())
+		p.UpdatesIn += sp.Stats().UpdatesIn
+	}
+	for _, cp := range c.counters {
+		p.Delivered += cp.routes.Load()
+		p.UpdatesIn += cp.updatesIn.Load()
+		p.Lost += cp.lost.Load()
+		p.EndOfRIB += cp.eor.Load()
+		p.Malformed += cp.malformed.Load()
+		p.Foreign += cp.foreign.Load()
+		p.NoEncap += cp.noEncap.Load()
+		p.OtherFamily += cp.otherFamily.Load()
+	}
+	return p
 }
 
 // Stop ends every speaker.

@@ -9,11 +9,19 @@
 // For diagnosis: -bird-log has BIRD log its protocols' states and events,
 // -cpe-log logs the simulated CPEs' sessions, -inflight sets how many of
 // them may be connecting at once.
+//
+// -count runs the load generator's counting CPEs (loadgen.Config.Count)
+// instead of bgp/speakers, for N beyond what N full RIBs fit in memory.
+// Every -progress interval a progress line goes to stderr (sessions,
+// converged CPEs, routes delivered, reflector CPU and RSS so far); a run that
+// fails, times out, is interrupted (SIGINT/SIGTERM) or whose reflector passes
+// -max-rr-rss prints a result line with "FAILED" and the figures up to then.
 package main
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,10 +29,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,6 +54,9 @@ func main() {
 	flag.IntVar(&inFlight, "inflight", 128, "concurrent connection attempts of the simulated CPEs")
 	flag.BoolVar(&cpeLog, "cpe-log", false, "log the simulated CPEs' sessions (Debug) to stderr")
 	flag.StringVar(&birdLog, "bird-log", "", "have BIRD log protocol states and events to this file")
+	flag.BoolVar(&countMode, "count", false, "counting CPEs: received routes counted in a bitset, not stored (for large N)")
+	flag.DurationVar(&progressEvery, "progress", 30*time.Second, "progress line to stderr this often (0: none)")
+	flag.Float64Var(&maxRRRSS, "max-rr-rss", 6144, "stop when the reflector's RSS passes this many MiB (0: no limit)")
 	flag.Parse()
 	if err := run(*kind, *bin, *n, *k, *port, *timeout, *phased); err != nil {
 		fmt.Fprintln(os.Stderr, "bgpbench:", err)
@@ -54,7 +67,9 @@ func main() {
 var (
 	rrProfile, rrMemProfile, birdLog string
 	inFlight                         int
-	cpeLog                           bool
+	cpeLog, countMode                bool
+	progressEvery                    time.Duration
+	maxRRRSS                         float64
 )
 
 type rrProc struct {
@@ -240,8 +255,16 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	}
 	cpu0 := cpu()
 	self0 := selfCPU()
+	mode := "storm"
+	if phased {
+		mode = "phased"
+	}
+	lmode := "speaker"
+	if countMode {
+		lmode = "count"
+	}
 
-	lcfg := loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased, MaxInFlight: inFlight}
+	lcfg := loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased, MaxInFlight: inFlight, Count: countMode}
 	if cpeLog {
 		lcfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -250,20 +273,85 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 		return err
 	}
 	defer cpes.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t0 := time.Now()
+	sigCtx, stopSig := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSig()
+	tctx, cancel := context.WithTimeout(sigCtx, timeout)
 	defer cancel()
+	ctx, abort := context.WithCancelCause(tctx)
+	defer abort(nil)
+
+	// Measured interval: from the start (storm) or from Advertise (phased).
+	var mu sync.Mutex
+	var phase = "setup"
+	measureFrom := time.Now()
+	report := func(prefix string) string {
+		mu.Lock()
+		ph, from, c0, s0 := phase, measureFrom, cpu0, self0
+		mu.Unlock()
+		p := cpes.Progress()
+		rc := cpu() - c0
+		cur, hwm := rss()
+		per := 0.0
+		if p.Delivered > 0 {
+			per = float64(rc.Microseconds()) / float64(p.Delivered)
+		}
+		line := fmt.Sprintf("%s phase=%s t=%.0fs since_measure=%.0fs established=%d up=%d converged=%d delivered=%d of=%d updates_in=%d rr_cpu=%.1fs rr_cpu_per_delivered=%.2fus rr_rss=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs",
+			prefix, ph, time.Since(t0).Seconds(), time.Since(from).Seconds(), p.Established, p.Up, p.Converged,
+			p.Delivered, int64(n)*int64(n-1)*int64(k), p.UpdatesIn, rc.Seconds(), per, cur, hwm, (selfCPU() - s0).Seconds())
+		if countMode {
+			line += fmt.Sprintf(" lost=%d eor=%d malformed=%d foreign=%d no_encap=%d other_family=%d",
+				p.Lost, p.EndOfRIB, p.Malformed, p.Foreign, p.NoEncap, p.OtherFamily)
+		}
+		return line
+	}
+	go func() {
+		watch := time.NewTicker(5 * time.Second)
+		defer watch.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-watch.C:
+			}
+			if cur, _ := rss(); maxRRRSS > 0 && cur > maxRRRSS {
+				abort(fmt.Errorf("reflector RSS %.0f MiB passed -max-rr-rss %.0f MiB", cur, maxRRRSS))
+				return
+			}
+			if progressEvery > 0 && time.Since(last) >= progressEvery {
+				last = time.Now()
+				fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().UTC().Format(time.TimeOnly), report("progress rr="+kind+" mode="+mode+" loadgen="+lmode))
+			}
+		}
+	}()
+	fail := func(err error) error {
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, err) {
+			err = fmt.Errorf("%w (%v)", err, c)
+		}
+		fmt.Printf("rr=%s mode=%s n=%d k=%d loadgen=%s FAILED partial: %s\n", kind, mode, n, k, lmode, report("at_failure"))
+		return err
+	}
+
 	var up time.Duration
 	if phased {
 		if up, err = cpes.WaitEstablished(ctx); err != nil {
-			return err
+			return fail(err)
 		}
+		mu.Lock()
 		cpu0 = cpu()
 		self0 = selfCPU()
+		phase, measureFrom = "mesh", time.Now()
+		mu.Unlock()
 		cpes.Advertise()
+	} else {
+		mu.Lock()
+		phase = "mesh"
+		mu.Unlock()
 	}
 	up2, mesh, err := cpes.WaitFullMesh(ctx)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	if !phased {
 		up = up2
@@ -272,20 +360,25 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	self1 := selfCPU()
 	updates := cpes.UpdatesIn()
 	rssMesh, _ := rss()
+	mu.Lock()
+	phase = "incremental"
+	mu.Unlock()
 	inc, err := cpes.Incremental(ctx)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	rssNow, hwm := rss()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	mode := "storm"
-	if phased {
-		mode = "phased"
+	extra := ""
+	if countMode {
+		p := cpes.Progress()
+		extra = fmt.Sprintf(" lost=%d eor=%d malformed=%d foreign=%d no_encap=%d other_family=%d",
+			p.Lost, p.EndOfRIB, p.Malformed, p.Foreign, p.NoEncap, p.OtherFamily)
 	}
-	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs updates_in=%d\n",
+	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs updates_in=%d loadgen=%s loadgen_heap=%.0fMiB%s\n",
 		kind, mode, n, k, up.Seconds(), mesh.Seconds(), float64(inc.Microseconds())/1000,
 		(cpu1 - cpu0).Seconds(), float64((cpu1-cpu0).Microseconds())/float64(n*(n-1)*k),
-		rssMesh, rssNow, hwm, (self1 - self0).Seconds(), updates)
+		rssMesh, rssNow, hwm, (self1 - self0).Seconds(), updates, lmode, float64(ms.HeapSys)/(1<<20), extra)
 	return nil
 }
