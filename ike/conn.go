@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"syscall"
 
+	"github.com/mpsa-vpn/mpsa/internal/routesrc"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -57,9 +57,9 @@ type UDPConn struct {
 	local netip.AddrPort
 	v6    bool
 
-	probeMu sync.Mutex // guards probes (connect, then getsockname)
-	// probes are the IPv4 and IPv6 probe sockets (-1: none).
-	probes [2]int
+	// probes looks up source addresses for a wildcard socket (nil when
+	// the socket is bound to an address).
+	probes *routesrc.Prober
 }
 
 var _ SourceAddrConn = (*UDPConn)(nil)
@@ -81,7 +81,7 @@ func ListenUDP(network string, addr netip.AddrPort) (*UDPConn, error) {
 // NewUDPConn wraps c, enabling packet info on it.
 func NewUDPConn(c *net.UDPConn) (*UDPConn, error) {
 	la := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	u := &UDPConn{c: c, local: la, v6: la.Addr().Is6() && !la.Addr().Is4In6(), probes: [2]int{-1, -1}}
+	u := &UDPConn{c: c, local: la, v6: la.Addr().Is6() && !la.Addr().Is4In6()}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func NewUDPConn(c *net.UDPConn) (*UDPConn, error) {
 		return nil, fmt.Errorf("ike: enable packet info: %w", err)
 	}
 	if la.Addr().IsUnspecified() {
-		u.probes = newProbes(rc, u.v6)
+		u.probes = routesrc.NewForSocket(rc, true, u.v6)
 	}
 	return u, nil
 }
@@ -114,51 +114,14 @@ func (u *UDPConn) SourceAddr(dst netip.AddrPort) (netip.Addr, error) {
 	if !u.local.Addr().IsUnspecified() {
 		return u.local.Addr(), nil
 	}
-	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	if dst.Port() == 0 {
 		dst = netip.AddrPortFrom(dst.Addr(), DefaultIKEPort)
 	}
-	var i int
-	var sa unix.Sockaddr
-	switch {
-	case dst.Addr().Is4():
-		sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
-	case dst.Addr().Is6():
-		i, sa = 1, &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
-	default:
-		return netip.Addr{}, fmt.Errorf("ike: source address for %v", dst)
-	}
-	u.probeMu.Lock()
-	defer u.probeMu.Unlock()
-	fd := u.probes[i]
-	if fd < 0 {
-		return netip.Addr{}, fmt.Errorf("ike: no route lookup for %v on %v", dst, u.local)
-	}
-	// Connecting a UDP socket only chooses the route and source address;
-	// nothing is sent. A socket connected before keeps the source address
-	// of its first connect (Linux fills the source only when it has none):
-	// dissolve the previous association first (connect to AF_UNSPEC).
-	if err := disconnect(fd); err != nil {
-		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
-	}
-	if err := unix.Connect(fd, sa); err != nil {
-		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
-	}
-	name, err := unix.Getsockname(fd)
+	src, err := u.probes.Source(dst)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("ike: source address for %v: %w", dst, err)
+		return netip.Addr{}, fmt.Errorf("ike: on %v: %w", u.local, err)
 	}
-	var a netip.Addr
-	switch n := name.(type) {
-	case *unix.SockaddrInet4:
-		a = netip.AddrFrom4(n.Addr)
-	case *unix.SockaddrInet6:
-		a = netip.AddrFrom16(n.Addr).Unmap()
-	}
-	if !a.IsValid() || a.IsUnspecified() {
-		return netip.Addr{}, fmt.Errorf("ike: no source address for %v", dst)
-	}
-	return a, nil
+	return src, nil
 }
 
 // ReadPacket implements Conn.
@@ -213,14 +176,9 @@ func (u *UDPConn) LocalAddr() netip.AddrPort { return u.local }
 
 // Close implements Conn.
 func (u *UDPConn) Close() error {
-	u.probeMu.Lock()
-	for i, fd := range u.probes {
-		if fd >= 0 {
-			unix.Close(fd)
-			u.probes[i] = -1
-		}
+	if u.probes != nil {
+		u.probes.Close()
 	}
-	u.probeMu.Unlock()
 	return u.c.Close()
 }
 
