@@ -16,6 +16,7 @@ import (
 
 	"github.com/mpsa-vpn/mpsa/dataplane"
 	"github.com/mpsa-vpn/mpsa/esp"
+	"github.com/mpsa-vpn/mpsa/internal/routesrc"
 	"github.com/mpsa-vpn/mpsa/routing"
 )
 
@@ -99,9 +100,9 @@ type Backend struct {
 	rxBatches  int
 	bufSize    int
 	onRekeyDue func(uint32)
-	ikeq       *ikeQueue // IKE datagrams diverted from port 4500
-	ike        *ikeConn  // the view IKEConn returns
-	probes     *probes   // source address lookups for NATTConn
+	ikeq       *ikeQueue        // IKE datagrams diverted from port 4500
+	ike        *ikeConn         // the view IKEConn returns
+	probes     *routesrc.Prober // source address lookups for NATTConn
 
 	state atomic.Pointer[saState]
 
@@ -207,7 +208,9 @@ func New(cfg Config) (*Backend, error) {
 	b.bufSize = max(2048, esp.Headroom+mtu+esp.Tailroom+64)
 	b.ikeq = newIKEQueue()
 	b.ike = &ikeConn{v: newIKEView(b)}
-	b.probes = newProbes(b.wildcardUDP())
+	// In the namespace New runs in: the sockets' (Config.Conns are taken
+	// to be there too).
+	b.probes = routesrc.New(b.wildcardUDP())
 	if b.kernelTUN {
 		// The namespace New runs in is the TUN's: watch it for routes the
 		// kernel drops.
@@ -481,6 +484,6 @@ func (b *Backend) Close() error {
 	b.installed = nil
 	b.removeRoutesLocked()
 	b.nl.Close()
-	b.probes.close()
+	b.probes.Close()
 	return err
 }

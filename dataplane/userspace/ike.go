@@ -9,9 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // ikeQueueLen bounds the IKE datagrams waiting for the IKE engine to read.
@@ -193,7 +190,15 @@ func (v *ikeView) sourceAddr(dst netip.AddrPort) (netip.Addr, error) {
 			}
 		}
 	}
-	return v.b.probes.source(netip.AddrPortFrom(a, dst.Port()))
+	port := dst.Port()
+	if port == 0 {
+		port = 4500
+	}
+	src, err := v.b.probes.Source(netip.AddrPortFrom(a, port))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dataplane: %w", err)
+	}
+	return src, nil
 }
 
 // NATTConn is the backend's UDP port-4500 sockets as the IKE engine uses
@@ -323,89 +328,3 @@ func (c *ikeConn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline is accepted and ignored: writes do not block for long.
 func (c *ikeConn) SetWriteDeadline(time.Time) error { return nil }
-
-// probes are unbound UDP sockets, one per family, made in the backend's
-// network namespace, through which the kernel's choice of source address
-// for a destination is looked up: connecting a UDP socket chooses a route
-// and a source address and sends nothing.
-type probes struct {
-	mu sync.Mutex // guards fds (connect, then getsockname)
-	fd [2]int     // IPv4, IPv6; -1: none
-}
-
-func newProbes(v4, v6 bool) *probes {
-	p := &probes{fd: [2]int{-1, -1}}
-	for i, want := range []bool{v4, v6} {
-		if !want {
-			continue
-		}
-		family := unix.AF_INET
-		if i == 1 {
-			family = unix.AF_INET6
-		}
-		if fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP); err == nil {
-			p.fd[i] = fd
-		}
-	}
-	return p
-}
-
-func (p *probes) source(dst netip.AddrPort) (netip.Addr, error) {
-	port := int(dst.Port())
-	if port == 0 {
-		port = 4500
-	}
-	var sa unix.Sockaddr
-	i := 0
-	if a := dst.Addr(); a.Is4() {
-		sa = &unix.SockaddrInet4{Port: port, Addr: a.As4()}
-	} else {
-		i, sa = 1, &unix.SockaddrInet6{Port: port, Addr: a.As16()}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fd[i] < 0 {
-		return netip.Addr{}, fmt.Errorf("dataplane: no route lookup for %v", dst)
-	}
-	// A connected UDP socket keeps the source address of its first
-	// connect: dissolve the previous association first (AF_UNSPEC).
-	if err := disconnect(p.fd[i]); err != nil {
-		return netip.Addr{}, fmt.Errorf("dataplane: source address for %v: %w", dst, err)
-	}
-	if err := unix.Connect(p.fd[i], sa); err != nil {
-		return netip.Addr{}, fmt.Errorf("dataplane: source address for %v: %w", dst, err)
-	}
-	name, err := unix.Getsockname(p.fd[i])
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("dataplane: source address for %v: %w", dst, err)
-	}
-	switch s := name.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(s.Addr), nil
-	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(s.Addr).Unmap(), nil
-	}
-	return netip.Addr{}, fmt.Errorf("dataplane: source address for %v: unknown socket address", dst)
-}
-
-// disconnect dissolves a UDP socket's association: connect(2) to an
-// AF_UNSPEC address, which also forgets the source address it chose.
-func disconnect(fd int) error {
-	sa := unix.RawSockaddrInet6{Family: unix.AF_UNSPEC}
-	_, _, errno := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-func (p *probes) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, fd := range p.fd {
-		if fd >= 0 {
-			unix.Close(fd)
-			p.fd[i] = -1
-		}
-	}
-}
