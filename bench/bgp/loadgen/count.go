@@ -173,7 +173,7 @@ func (cp *countCPE) run(ctx context.Context, hub string) {
 			cp.forget()
 			if ctx.Err() == nil {
 				cp.lost.Add(1)
-				c.cfg.Logger.Debug("session lost", "cpe", cp.i, "err", err)
+				c.cfg.Logger.Warn("session lost", "cpe", cp.i, "addr", scenario.CPEAddr(cp.i).String(), "err", err)
 			}
 		}
 		select {
@@ -203,18 +203,18 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 	conn.SetReadDeadline(time.Now().Add(openHoldTO))
 	msg, err := readMsg(r, buf)
 	if err != nil {
-		return err
+		return fmt.Errorf("OpenSent: %w", err)
 	}
 	hold, err := checkOpen(msg, c.cfg.HoldTime)
 	if err != nil {
-		return err
+		return fmt.Errorf("OpenSent: %w", err)
 	}
 	if _, err := conn.Write(keepaliveMsg); err != nil {
 		return err
 	}
 	for { // OpenConfirm: wait for the reflector's KEEPALIVE
 		if msg, err = readMsg(r, buf); err != nil {
-			return err
+			return fmt.Errorf("OpenConfirm: %w", err)
 		}
 		if msg[18] == bgp.BGP_MSG_KEEPALIVE {
 			break
@@ -245,7 +245,7 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 		}
 		msg, err := readMsg(r, buf)
 		if err != nil {
-			return err
+			return fmt.Errorf("Established (hold time %v): %w", hold, err)
 		}
 		switch msg[18] {
 		case bgp.BGP_MSG_UPDATE:

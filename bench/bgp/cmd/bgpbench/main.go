@@ -265,6 +265,9 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	}
 
 	lcfg := loadgen.Config{N: n, K: k, Hubs: hubs, Phased: phased, MaxInFlight: inFlight, Count: countMode}
+	if countMode { // lost sessions of counting CPEs (Warn)
+		lcfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	if cpeLog {
 		lcfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
