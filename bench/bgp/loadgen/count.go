@@ -30,10 +30,9 @@ import (
 // ~100 M stored routes of N speakers.
 
 const (
-	headerLen  = 19
-	maxMsgLen  = 4096 // RFC 4271; extended messages are not offered
-	asTrans    = 23456
-	openHoldTO = 240 * time.Second
+	headerLen = 19
+	maxMsgLen = 4096 // RFC 4271; extended messages are not offered
+	asTrans   = 23456
 )
 
 var errNotification = errors.New("loadgen: NOTIFICATION from the reflector")
@@ -46,7 +45,8 @@ type countCPE struct {
 
 	advK   atomic.Int32  // prefixes the CPE announces (0 until Advertise in phased mode)
 	poke   chan struct{} // advK changed
-	bitset []uint64      // (origin, j) -> received; only the session's reader touches it
+	mu     sync.Mutex    // bitset: the session's reader, holds (tests)
+	bitset []uint64      // (origin, j) -> received
 	routes atomic.Int64  // bits set
 	done   atomic.Bool
 	inc    atomic.Bool
@@ -167,11 +167,13 @@ func (cp *countCPE) run(ctx context.Context, hub string) {
 		c.sem <- struct{}{}
 		conn, err := d.DialContext(ctx, "tcp", hub)
 		<-c.sem
-		if err == nil {
+		if err != nil {
+			c.cfg.Logger.Debug("connect failed", "cpe", cp.i, "err", err)
+		} else {
 			err = cp.session(ctx, conn)
 			conn.Close()
-			cp.forget()
 			if ctx.Err() == nil {
+				cp.forget()
 				cp.lost.Add(1)
 				c.cfg.Logger.Warn("session lost", "cpe", cp.i, "addr", scenario.CPEAddr(cp.i).String(), "err", err)
 			}
@@ -186,8 +188,18 @@ func (cp *countCPE) run(ctx context.Context, hub string) {
 
 // forget clears what the CPE received.
 func (cp *countCPE) forget() {
+	cp.mu.Lock()
 	clear(cp.bitset)
 	cp.routes.Store(0)
+	cp.mu.Unlock()
+}
+
+// holds reports whether the CPE holds prefix j of CPE origin now.
+func (cp *countCPE) holds(origin, j int) bool {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	idx := origin*cp.c.stride + j
+	return cp.bitset[idx/64]&(1<<(idx%64)) != 0
 }
 
 func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
@@ -200,7 +212,7 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 	if _, err := conn.Write(cp.open); err != nil {
 		return err
 	}
-	conn.SetReadDeadline(time.Now().Add(openHoldTO))
+	conn.SetReadDeadline(time.Now().Add(c.cfg.OpenHoldTime))
 	msg, err := readMsg(r, buf)
 	if err != nil {
 		return fmt.Errorf("OpenSent: %w", err)
@@ -379,7 +391,9 @@ func checkOpen(msg []byte, ours time.Duration) (hold time.Duration, err error) {
 // update counts one received UPDATE.
 func (cp *countCPE) update(body []byte) {
 	cp.updatesIn.Add(1)
+	cp.mu.Lock()
 	info, err := WalkUpdate(body, cp)
+	cp.mu.Unlock()
 	if err != nil {
 		cp.malformed.Add(1)
 		return
@@ -453,6 +467,8 @@ func locate(ipv6 bool, nbits int, addr []byte) (cpe, j int, ok bool) {
 
 // countedRoutes recounts the bitset (for tests; the reader keeps routes).
 func (cp *countCPE) countedRoutes() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
 	n := 0
 	for _, w := range cp.bitset {
 		n += bits.OnesCount64(w)

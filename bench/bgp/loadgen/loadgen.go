@@ -32,6 +32,9 @@ type Config struct {
 	Hubs        []string // several meshed reflectors: CPE i uses Hubs[i%len(Hubs)]
 	MaxInFlight int      // concurrent connection attempts (128 if zero)
 	HoldTime    time.Duration
+	// OpenHoldTime bounds the wait for the reflector's OPEN (240 s if
+	// zero, bgp/speaker's default).
+	OpenHoldTime time.Duration
 	// Phased connects every CPE without prefixes first; Advertise then
 	// makes all of them announce at once. Without it every CPE announces as
 	// soon as its session is up (a connect-and-advertise storm, as after a
@@ -114,6 +117,9 @@ func Start(cfg Config) (*CPEs, error) {
 	if cfg.HoldTime == 0 {
 		cfg.HoldTime = 240 * time.Second
 	}
+	if cfg.OpenHoldTime == 0 {
+		cfg.OpenHoldTime = speaker.DefaultOpenHoldTime
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,7 +151,7 @@ func Start(cfg Config) (*CPEs, error) {
 				return d.DialContext(ctx, "tcp", hub)
 			},
 			Prefixes: advertised(cfg, i), Endpoint: scenario.Endpoint(i),
-			Sink: sk, HoldTime: cfg.HoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
+			Sink: sk, HoldTime: cfg.HoldTime, OpenHoldTime: cfg.OpenHoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
 			OnState: func(st speaker.State) {
 				if st == speaker.StateEstablished {
 					once.Do(func() {

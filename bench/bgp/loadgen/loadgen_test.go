@@ -1,63 +1,132 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	gblog "github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
-	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/mpsa-vpn/mpsa/bench/bgp/scenario"
+	"github.com/mpsa-vpn/mpsa/internal/testenv"
 )
 
-// startReflector runs an embedded GoBGP route reflector (as rr-gobgp does)
-// on a free port of 127.0.0.1 and returns its address.
-func startReflector(t *testing.T) string {
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago,
+// below the kernel's ephemeral range (32768 and up here): BIRD cannot bind a
+// port that an ephemeral connection left in TIME_WAIT.
+func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
+}
+
+// startProc runs a reflector process until the test ends.
+func startProc(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	lg := gblog.NewDefaultLogger()
-	lg.SetLevel(gblog.WarnLevel)
-	s := server.NewBgpServer(server.LoggerOption(lg))
-	go s.Serve()
-	t.Cleanup(s.Stop)
-	ctx := context.Background()
-	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: scenario.ASN, RouterId: "10.255.255.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}}}); err != nil {
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+}
+
+// startGobgpd runs the stock gobgpd (Debian package gobgpd) as route
+// reflector with dynamic neighbors over 127.1.0.0/16, as rr-gobgp is
+// configured, and returns its address. The CPEs retry until it listens.
+func startGobgpd(t *testing.T) string {
+	t.Helper()
+	bin := testenv.Binary(t, "gobgpd", "apt-get install gobgpd")
+	port, api := freePort(t), freePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gobgpd.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
+[global.config]
+  as = %d
+  router-id = "10.255.255.1"
+  port = %d
+  local-address-list = ["127.0.0.1"]
+[[peer-groups]]
+  [peer-groups.config]
+    peer-group-name = "cpe"
+    peer-as = %[1]d
+  [peer-groups.route-reflector.config]
+    route-reflector-client = true
+    route-reflector-cluster-id = "10.255.255.1"
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+[[dynamic-neighbors]]
+  [dynamic-neighbors.config]
+    prefix = "127.1.0.0/16"
+    peer-group = "cpe"
+`, scenario.ASN, port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var afis []*api.AfiSafi
-	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
-		afis = append(afis, &api.AfiSafi{Config: &api.AfiSafiConfig{
-			Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}, Enabled: true}})
-	}
-	if err := s.AddPeerGroup(ctx, &api.AddPeerGroupRequest{PeerGroup: &api.PeerGroup{
-		Conf:           &api.PeerGroupConf{PeerGroupName: "cpe", PeerAsn: scenario.ASN},
-		RouteReflector: &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: "10.255.255.1"},
-		AfiSafis:       afis,
-	}}); err != nil {
+	startProc(t, bin, "-f", conf, "-t", "toml", "-l", "warn", "-p",
+		"--api-hosts", fmt.Sprintf("127.0.0.1:%d", api), "--pprof-disable")
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// startBird runs BIRD 2 as route reflector, configured as bgpbench does.
+func startBird(t *testing.T) string {
+	t.Helper()
+	bin := testenv.Binary(t, "bird", "apt-get install bird2")
+	port := freePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "bird.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
+log stderr { info, remote, warning, error, auth, fatal, bug };
+router id 10.255.255.1;
+template bgp cpe {
+  local 127.0.0.1 port %d as %d;
+  neighbor range 127.1.0.0/16 as %[2]d;
+  rr client;
+  rr cluster id 10.255.255.1;
+  ipv4 { import all; export all; };
+  ipv6 { import all; export all; extended next hop on; };
+}
+protocol bgp dyn from cpe { dynamic name "cpe"; }
+`, port, scenario.ASN)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddDynamicNeighbor(ctx, &api.AddDynamicNeighborRequest{DynamicNeighbor: &api.DynamicNeighbor{
-		Prefix: "127.1.0.0/16", PeerGroup: "cpe"}}); err != nil {
-		t.Fatal(err)
-	}
+	startProc(t, bin, "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // runMesh runs n CPEs phased through full mesh and the incremental prefix.
 func runMesh(t *testing.T, hub string, n, k int, count bool) *CPEs {
 	t.Helper()
-	c, err := Start(Config{N: n, K: k, Hub: hub, Phased: true, Count: count, HoldTime: 30 * time.Second})
+	// A connection that reaches gobgpd while it is still applying its
+	// configuration can be left without an OPEN: give up on it soon.
+	c, err := Start(Config{N: n, K: k, Hub: hub, Phased: true, Count: count, HoldTime: 30 * time.Second,
+		OpenHoldTime: 3 * time.Second, MaxInFlight: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,16 +146,24 @@ func runMesh(t *testing.T, hub string, n, k int, count bool) *CPEs {
 	return c
 }
 
-// TestCountingAgainstGoBGP runs counting CPEs against a GoBGP route
-// reflector: every CPE ends up with exactly the other CPEs' prefixes set
-// (its own never reflected back), the incremental one included, every
+// TestCountingAgainstReflectors runs counting CPEs against the stock
+// gobgpd and BIRD 2 as route reflectors: every CPE ends up with exactly
+// the other CPEs' prefixes set (its own never reflected back), the
+// incremental one included, every
 // announcement carried the Tunnel Encapsulation attribute, nothing was
 // malformed or outside the plan; the speaker mode against the same
 // reflector reaches the same route count.
-func TestCountingAgainstGoBGP(t *testing.T) {
+func TestCountingAgainstReflectors(t *testing.T) {
+	t.Run("gobgpd", func(t *testing.T) { testCounting(t, startGobgpd) })
+	t.Run("bird", func(t *testing.T) { testCounting(t, startBird) })
+}
+
+// testCounting runs each mode against a reflector of its own: a reflector
+// tearing down the counting CPEs' sessions could drop the routes the
+// speakers from the same addresses announce meanwhile.
+func testCounting(t *testing.T, reflector func(*testing.T) string) {
 	const n, k = 12, 4
-	hub := startReflector(t)
-	c := runMesh(t, hub, n, k, true)
+	c := runMesh(t, reflector(t), n, k, true)
 	p := c.Progress()
 	if p.Established != n || p.Converged != n || p.Malformed != 0 || p.Foreign != 0 || p.NoEncap != 0 || p.Lost != 0 {
 		t.Fatalf("progress %+v", p)
@@ -98,8 +175,7 @@ func TestCountingAgainstGoBGP(t *testing.T) {
 	for i, cp := range c.counters {
 		for o := range n {
 			for j := range k + 1 {
-				idx := o*c.stride + j
-				got := cp.bitset[idx/64]&(1<<(idx%64)) != 0
+				got := cp.holds(o, j)
 				should := o != i && (j < k || o == 0)
 				if got != should {
 					t.Fatalf("cpe %d holds (%d,%d): %v, want %v", i, o, j, got, should)
@@ -110,9 +186,10 @@ func TestCountingAgainstGoBGP(t *testing.T) {
 			t.Fatalf("cpe %d: %d bits, routes %d", i, cp.countedRoutes(), cp.routes.Load())
 		}
 	}
+
 	c.Stop()
 
-	s := runMesh(t, hub, n, k, false)
+	s := runMesh(t, reflector(t), n, k, false)
 	if sp := s.Progress(); sp.Delivered != want || sp.Converged != n {
 		t.Fatalf("speaker mode: %+v, want %d delivered", sp, want)
 	}
