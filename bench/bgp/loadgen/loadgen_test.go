@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -20,22 +19,16 @@ import (
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
 )
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago,
-// below the kernel's ephemeral range (32768 and up here): BIRD cannot bind a
-// port that an ephemeral connection left in TIME_WAIT.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port in 20000-31999")
-	return 0
-}
+// The reflector tests run alone in a network namespace of their own
+// (testenv.RunInNetns): the CPEs dial from goroutines of their own, where
+// Netns.Do cannot reach, and a port picked as free on the host's loopback
+// could be taken by a test of another package before the daemon binds it.
+// In the namespace every port is fixed. Each mode gets a reflector of its
+// own (slot 0 counting, 1 speaker), both running until the test ends.
+const (
+	bgpPort  = 1179  // + slot: the reflector's BGP port
+	grpcPort = 50051 // + slot: gobgpd's gRPC API
+)
 
 // startProc runs a reflector process until the test ends.
 func startProc(t *testing.T, name string, args ...string) {
@@ -59,10 +52,10 @@ func startProc(t *testing.T, name string, args ...string) {
 // startGobgpd runs the stock gobgpd (Debian package gobgpd) as route
 // reflector with dynamic neighbors over 127.1.0.0/16, as rr-gobgp is
 // configured, and returns its address. The CPEs retry until it listens.
-func startGobgpd(t *testing.T) string {
+func startGobgpd(t *testing.T, slot int) string {
 	t.Helper()
 	bin := testenv.Binary(t, "gobgpd", "apt-get install gobgpd")
-	port, api := freePort(t), freePort(t)
+	port, api := bgpPort+slot, grpcPort+slot
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "gobgpd.toml")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
@@ -97,10 +90,10 @@ func startGobgpd(t *testing.T) string {
 }
 
 // startBird runs BIRD 2 as route reflector, configured as bgpbench does.
-func startBird(t *testing.T) string {
+func startBird(t *testing.T, slot int) string {
 	t.Helper()
 	bin := testenv.Binary(t, "bird", "apt-get install bird2")
-	port := freePort(t)
+	port := bgpPort + slot
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "bird.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
@@ -155,17 +148,30 @@ func runMesh(t *testing.T, hub string, n, k int, count bool) *CPEs {
 // announcement carried the Tunnel Encapsulation attribute, nothing was
 // malformed or outside the plan; the speaker mode against the same
 // reflector reaches the same route count.
+// Each reflector runs in a namespace of its own, so it needs root.
 func TestCountingAgainstReflectors(t *testing.T) {
-	t.Run("gobgpd", func(t *testing.T) { testCounting(t, startGobgpd) })
-	t.Run("bird", func(t *testing.T) { testCounting(t, startBird) })
+	t.Run("gobgpd", func(t *testing.T) {
+		testenv.Binary(t, "gobgpd", "apt-get install gobgpd")
+		if testenv.RunInNetns(t) {
+			return
+		}
+		testCounting(t, startGobgpd)
+	})
+	t.Run("bird", func(t *testing.T) {
+		testenv.Binary(t, "bird", "apt-get install bird2")
+		if testenv.RunInNetns(t) {
+			return
+		}
+		testCounting(t, startBird)
+	})
 }
 
 // testCounting runs each mode against a reflector of its own: a reflector
 // tearing down the counting CPEs' sessions could drop the routes the
 // speakers from the same addresses announce meanwhile.
-func testCounting(t *testing.T, reflector func(*testing.T) string) {
+func testCounting(t *testing.T, reflector func(t *testing.T, slot int) string) {
 	const n, k = 12, 4
-	c := runMesh(t, reflector(t), n, k, true)
+	c := runMesh(t, reflector(t, 0), n, k, true)
 	p := c.Progress()
 	if p.Established != n || p.Converged != n || p.Malformed != 0 || p.Foreign != 0 || p.NoEncap != 0 || p.Lost != 0 {
 		t.Fatalf("progress %+v", p)
@@ -191,7 +197,7 @@ func testCounting(t *testing.T, reflector func(*testing.T) string) {
 
 	c.Stop()
 
-	s := runMesh(t, reflector(t), n, k, false)
+	s := runMesh(t, reflector(t, 1), n, k, false)
 	if sp := s.Progress(); sp.Delivered != want || sp.Converged != n {
 		t.Fatalf("speaker mode: %+v, want %d delivered", sp, want)
 	}
