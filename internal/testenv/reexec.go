@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -65,6 +66,10 @@ func RunInNetns(t *testing.T) bool {
 	cmd := ns.Command(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), NetnsEnv+"="+ns.Name+"/"+t.Name())
 	cmd.WaitDelay = 10 * time.Second
+	// The child, and through their own Pdeathsig its daemons, dies with
+	// this process even when it is killed outright (ip netns exec execs
+	// the test binary in its own place, which keeps the signal).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	log := childLog(out)
 	if log != "" {
