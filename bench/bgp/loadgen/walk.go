@@ -3,6 +3,8 @@ package loadgen
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/mpsa-vpn/mpsa/bgp/tunnelencap"
 )
 
 // Walking an UPDATE for counting: the counting load generator does not
@@ -12,12 +14,12 @@ import (
 // Tunnel Encapsulation attribute came along. WalkUpdate does that without
 // allocating. No ADD-PATH: the load generator never offers it.
 
-// Path attribute type codes (RFC 4271 §5, RFC 4760, RFC 9012).
+// Path attribute type codes (RFC 4271 §5, RFC 4760; the Tunnel
+// Encapsulation attribute's is tunnelencap.AttrType).
 const (
-	attrMPReach     = 14
-	attrMPUnreach   = 15
-	attrTunnelEncap = 23
-	attrExtended    = 0x10
+	attrMPReach   = 14
+	attrMPUnreach = 15
+	attrExtended  = 0x10
 
 	afiIPv4     = 1
 	afiIPv6     = 2
@@ -142,7 +144,7 @@ func walk(body []byte, v PrefixVisitor) (info UpdateInfo, err error) {
 					eorFamily = 1
 				}
 			}
-		case attrTunnelEncap:
+		case tunnelencap.AttrType:
 			info.TunnelEncap = true
 			others++
 		default:
