@@ -159,14 +159,11 @@ func mustSerialize(m *bgp.BGPMessage) []byte {
 
 // run keeps the CPE's session up until ctx ends, reconnecting after a loss
 // (the received routes are then forgotten, as without graceful restart).
-func (cp *countCPE) run(ctx context.Context, hub string) {
+func (cp *countCPE) run(ctx context.Context) {
 	c := cp.c
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: scenario.CPEAddr(cp.i).AsSlice()}, Timeout: 30 * time.Second}
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
-		c.sem <- struct{}{}
-		conn, err := d.DialContext(ctx, "tcp", hub)
-		<-c.sem
+		conn, err := c.dial(ctx, cp.i)
 		if err != nil {
 			c.cfg.Logger.Debug("connect failed", "cpe", cp.i, "err", err)
 		} else {

@@ -127,29 +127,18 @@ func Start(cfg Config) (*CPEs, error) {
 		cfg: cfg, allUp: make(chan struct{}), allDone: make(chan struct{}), incDone: make(chan struct{}),
 		target: (cfg.N - 1) * cfg.K,
 	}
-	sem := make(chan struct{}, cfg.MaxInFlight)
-	c.sem = sem
+	c.sem = make(chan struct{}, cfg.MaxInFlight)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if cfg.Count {
 		return c.startCounting(ctx)
 	}
 	for i := range cfg.N {
-		local := &net.TCPAddr{IP: scenario.CPEAddr(i).AsSlice()}
-		hub := cfg.Hub
-		if len(cfg.Hubs) > 0 {
-			hub = cfg.Hubs[i%len(cfg.Hubs)]
-		}
-		d := net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
 		sk := &sink{c: c}
 		var once sync.Once
 		sp, err := speaker.New(speaker.Config{
 			ASN: scenario.ASN, RouterID: scenario.CPEAddr(i),
-			Dial: func(ctx context.Context) (net.Conn, error) {
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				return d.DialContext(ctx, "tcp", hub)
-			},
+			Dial:     func(ctx context.Context) (net.Conn, error) { return c.dial(ctx, i) },
 			Prefixes: advertised(cfg, i), Endpoint: scenario.Endpoint(i),
 			Sink: sk, HoldTime: cfg.HoldTime, OpenHoldTime: cfg.OpenHoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
 			OnState: func(st speaker.State) {
@@ -182,6 +171,19 @@ func Start(cfg Config) (*CPEs, error) {
 	return c, nil
 }
 
+// dial connects CPE i from its own address to its reflector, with at most
+// MaxInFlight connection attempts of all CPEs at a time.
+func (c *CPEs) dial(ctx context.Context, i int) (net.Conn, error) {
+	hub := c.cfg.Hub
+	if len(c.cfg.Hubs) > 0 {
+		hub = c.cfg.Hubs[i%len(c.cfg.Hubs)]
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: scenario.CPEAddr(i).AsSlice()}, Timeout: 30 * time.Second}
+	c.sem <- struct{}{}
+	defer func() { <-c.sem }()
+	return d.DialContext(ctx, "tcp", hub)
+}
+
 func (c *CPEs) startCounting(ctx context.Context) (*CPEs, error) {
 	c.stride = c.cfg.K + 1
 	for i := range c.cfg.N {
@@ -193,15 +195,11 @@ func (c *CPEs) startCounting(ctx context.Context) (*CPEs, error) {
 		c.counters = append(c.counters, cp)
 	}
 	c.start = time.Now()
-	for i, cp := range c.counters {
-		hub := c.cfg.Hub
-		if len(c.cfg.Hubs) > 0 {
-			hub = c.cfg.Hubs[i%len(c.cfg.Hubs)]
-		}
+	for _, cp := range c.counters {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			cp.run(ctx, hub)
+			cp.run(ctx)
 		}()
 	}
 	return c, nil
@@ -282,16 +280,7 @@ func (c *CPEs) Incremental(ctx context.Context) (time.Duration, error) {
 }
 
 // UpdatesIn is the number of UPDATE messages the CPEs received so far.
-func (c *CPEs) UpdatesIn() uint64 {
-	var n uint64
-	for _, sp := range c.speakers {
-		n += sp.Stats().UpdatesIn
-	}
-	for _, cp := range c.counters {
-		n += cp.updatesIn.Load()
-	}
-	return n
-}
+func (c *CPEs) UpdatesIn() uint64 { return c.Progress().UpdatesIn }
 
 // Progress is a snapshot of a run, for progress reports.
 type Progress struct {
