@@ -302,11 +302,7 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 		line := fmt.Sprintf("%s phase=%s t=%.0fs since_measure=%.0fs established=%d up=%d converged=%d delivered=%d of=%d updates_in=%d rr_cpu=%.1fs rr_cpu_per_delivered=%.2fus rr_rss=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs",
 			prefix, ph, time.Since(t0).Seconds(), time.Since(from).Seconds(), p.Established, p.Up, p.Converged,
 			p.Delivered, int64(n)*int64(n-1)*int64(k), p.UpdatesIn, rc.Seconds(), per, cur, hwm, (selfCPU() - s0).Seconds())
-		if countMode {
-			line += fmt.Sprintf(" lost=%d eor=%d malformed=%d foreign=%d no_encap=%d other_family=%d",
-				p.Lost, p.EndOfRIB, p.Malformed, p.Foreign, p.NoEncap, p.OtherFamily)
-		}
-		return line
+		return line + countFields(p)
 	}
 	go func() {
 		watch := time.NewTicker(5 * time.Second)
@@ -373,15 +369,20 @@ func run(kind, bin string, n, k, port int, timeout time.Duration, phased bool) e
 	rssNow, hwm := rss()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	extra := ""
-	if countMode {
-		p := cpes.Progress()
-		extra = fmt.Sprintf(" lost=%d eor=%d malformed=%d foreign=%d no_encap=%d other_family=%d",
-			p.Lost, p.EndOfRIB, p.Malformed, p.Foreign, p.NoEncap, p.OtherFamily)
-	}
+	extra := countFields(cpes.Progress())
 	fmt.Printf("rr=%s mode=%s n=%d k=%d established=%.2fs fullmesh=%.2fs incremental=%.1fms rr_cpu=%.1fs rr_cpu_per_delivery=%.2fus rr_rss=%.0fMiB rr_rss_after_inc=%.0fMiB rr_hwm=%.0fMiB loadgen_cpu=%.1fs updates_in=%d loadgen=%s loadgen_heap=%.0fMiB%s\n",
 		kind, mode, n, k, up.Seconds(), mesh.Seconds(), float64(inc.Microseconds())/1000,
 		(cpu1 - cpu0).Seconds(), float64((cpu1-cpu0).Microseconds())/float64(n*(n-1)*k),
 		rssMesh, rssNow, hwm, (self1 - self0).Seconds(), updates, lmode, float64(ms.HeapSys)/(1<<20), extra)
 	return nil
+}
+
+// countFields are the counting CPEs' own figures for a result or progress
+// line (none in speaker mode).
+func countFields(p loadgen.Progress) string {
+	if !countMode {
+		return ""
+	}
+	return fmt.Sprintf(" lost=%d eor=%d malformed=%d foreign=%d no_encap=%d other_family=%d",
+		p.Lost, p.EndOfRIB, p.Malformed, p.Foreign, p.NoEncap, p.OtherFamily)
 }
