@@ -246,11 +246,15 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 	werr := make(chan error, 1)
 	go func() { werr <- cp.writer(conn, hold, wdone) }()
 	defer func() { close(wdone); <-werr }()
+	if hold == 0 {
+		conn.SetReadDeadline(time.Time{})
+	}
 	for {
-		if hold > 0 {
+		// The hold timer runs while the reader waits on the socket: a
+		// message already whole in the buffer needs no new deadline (which
+		// would cost a runtime timer update per UPDATE).
+		if hold > 0 && !msgBuffered(r) {
 			conn.SetReadDeadline(time.Now().Add(hold))
-		} else {
-			conn.SetReadDeadline(time.Time{})
 		}
 		msg, err := readMsg(r, buf)
 		if err != nil {
@@ -323,6 +327,16 @@ func (cp *countCPE) writer(conn net.Conn, hold time.Duration, done <-chan struct
 			}
 		}
 	}
+}
+
+// msgBuffered reports whether r's buffer holds the whole next message (or
+// a header too bad to read on), so that readMsg will not touch the socket.
+func msgBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < headerLen {
+		return false
+	}
+	h, _ := r.Peek(headerLen)
+	return r.Buffered() >= int(binary.BigEndian.Uint16(h[16:]))
 }
 
 // readMsg reads one framed message into buf (RFC 4271 §4.1: all-ones

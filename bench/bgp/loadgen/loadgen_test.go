@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -234,5 +235,32 @@ func TestCountWithdraw(t *testing.T) {
 	cp.update(mustSerialize(bgp.NewEndOfRib(bgp.RF_IPv6_UC))[headerLen:])
 	if cp.malformed.Load() != 1 || cp.eor.Load() != 1 || cp.updatesIn.Load() != 17 {
 		t.Fatalf("malformed %d eor %d updates %d", cp.malformed.Load(), cp.eor.Load(), cp.updatesIn.Load())
+	}
+}
+
+// TestMsgBuffered: the session renews its read deadline only before a read
+// that may wait on the socket, i.e. when the next message is not whole in
+// the buffer yet.
+func TestMsgBuffered(t *testing.T) {
+	msgs, err := announcements(1, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := append(append(append([]byte{}, keepaliveMsg...), msgs[0]...), msgs[1][:headerLen+1]...)
+	r := bufio.NewReaderSize(bytes.NewReader(stream), maxMsgLen)
+	buf := make([]byte, maxMsgLen)
+	if msgBuffered(r) {
+		t.Fatal("nothing read yet, but a message counts as buffered")
+	}
+	r.Peek(1) // fills the buffer with the whole stream
+	for i, want := range []bool{true, true, false} {
+		if got := msgBuffered(r); got != want {
+			t.Fatalf("message %d: buffered %v, want %v", i, got, want)
+		}
+		if want {
+			if _, err := readMsg(r, buf); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
