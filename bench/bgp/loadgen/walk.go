@@ -46,8 +46,7 @@ type PrefixVisitor interface {
 type UpdateInfo struct {
 	Announced, Withdrawn int  // prefixes of IPv4/IPv6 unicast
 	OtherFamily          bool // an MP attribute of another AFI/SAFI (skipped)
-	EndOfRIB             bool // an End-of-RIB marker (RFC 4724 §2)
-	EndOfRIBIPv6         bool // ... for IPv6 unicast (else IPv4 unicast or another family)
+	EndOfRIB             bool // an End-of-RIB marker (RFC 4724 §2), of any family
 	TunnelEncap          bool // the Tunnel Encapsulation attribute is present
 }
 
@@ -87,7 +86,7 @@ func walk(body []byte, v PrefixVisitor) (info UpdateInfo, err error) {
 	}
 	info.Withdrawn += n
 	var reach, unreach, others int
-	eorFamily := -1 // MP_UNREACH_NLRI with no prefixes: End-of-RIB candidate
+	emptyUnreach := false // MP_UNREACH_NLRI with no prefixes: End-of-RIB candidate
 	for a := attrs; len(a) > 0; {
 		if len(a) < 3 {
 			return info, ErrUpdateAttr
@@ -125,12 +124,10 @@ func walk(body []byte, v PrefixVisitor) (info UpdateInfo, err error) {
 			if len(val) < 3 {
 				return info, ErrUpdateAttr
 			}
+			emptyUnreach = len(val) == 3
 			ipv6, ok := family(val)
 			if !ok {
 				info.OtherFamily = true
-				if len(val) == 3 {
-					eorFamily = 2
-				}
 				break
 			}
 			n, err := prefixes(val[3:], ipv6, true, v)
@@ -138,12 +135,6 @@ func walk(body []byte, v PrefixVisitor) (info UpdateInfo, err error) {
 				return info, err
 			}
 			info.Withdrawn += n
-			if len(val) == 3 {
-				eorFamily = 0
-				if ipv6 {
-					eorFamily = 1
-				}
-			}
 		case tunnelencap.AttrType:
 			info.TunnelEncap = true
 			others++
@@ -163,9 +154,8 @@ func walk(body []byte, v PrefixVisitor) (info UpdateInfo, err error) {
 	switch {
 	case wl == 0 && al == 0 && len(nlri) == 0:
 		info.EndOfRIB = true
-	case wl == 0 && len(nlri) == 0 && reach == 0 && unreach == 1 && others == 0 && eorFamily >= 0:
+	case wl == 0 && len(nlri) == 0 && reach == 0 && unreach == 1 && others == 0 && emptyUnreach:
 		info.EndOfRIB = true
-		info.EndOfRIBIPv6 = eorFamily == 1
 	}
 	return info, nil
 }

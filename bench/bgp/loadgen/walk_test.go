@@ -81,7 +81,7 @@ func TestWalkGoBGP(t *testing.T) {
 		name               string
 		msg                *bgp.BGPMessage
 		announced, withdrn []netip.Prefix
-		eor, eor6, encap   bool
+		eor, encap         bool
 		other              bool
 	}{
 		{
@@ -124,7 +124,7 @@ func TestWalkGoBGP(t *testing.T) {
 			withdrn:   pfx("10.0.0.16/28"),
 		},
 		{name: "end-of-rib ipv4", msg: bgp.NewEndOfRib(bgp.RF_IPv4_UC), eor: true},
-		{name: "end-of-rib ipv6", msg: bgp.NewEndOfRib(bgp.RF_IPv6_UC), eor: true, eor6: true},
+		{name: "end-of-rib ipv6", msg: bgp.NewEndOfRib(bgp.RF_IPv6_UC), eor: true},
 		{name: "end-of-rib vpnv4", msg: bgp.NewEndOfRib(bgp.RF_IPv4_VPN), eor: true, other: true},
 		{
 			name:  "vpnv4 announce is skipped",
@@ -146,8 +146,8 @@ func TestWalkGoBGP(t *testing.T) {
 			if info.Announced != len(tc.announced) || info.Withdrawn != len(tc.withdrn) {
 				t.Fatalf("info %+v", info)
 			}
-			if info.EndOfRIB != tc.eor || info.EndOfRIBIPv6 != tc.eor6 || info.TunnelEncap != tc.encap || info.OtherFamily != tc.other {
-				t.Fatalf("info %+v, want eor %v eor6 %v encap %v other %v", info, tc.eor, tc.eor6, tc.encap, tc.other)
+			if info.EndOfRIB != tc.eor || info.TunnelEncap != tc.encap || info.OtherFamily != tc.other {
+				t.Fatalf("info %+v, want eor %v encap %v other %v", info, tc.eor, tc.encap, tc.other)
 			}
 		})
 	}
