@@ -29,6 +29,7 @@ const (
 // Walk errors; each makes the whole UPDATE malformed (nothing is applied).
 var (
 	ErrUpdateShort     = errors.New("loadgen: UPDATE shorter than its length fields")
+	ErrUpdateLong      = errors.New("loadgen: UPDATE longer than a BGP message")
 	ErrUpdateAttr      = errors.New("loadgen: malformed path attribute")
 	ErrUpdatePrefix    = errors.New("loadgen: malformed prefix")
 	ErrUpdateRepeated  = errors.New("loadgen: repeated MP_REACH_NLRI or MP_UNREACH_NLRI")
@@ -51,9 +52,13 @@ type UpdateInfo struct {
 }
 
 // WalkUpdate checks the body of an UPDATE (the message without its 19-octet
-// header) and, when it is well formed, hands every unicast prefix to v (v
-// may be nil: check only). A malformed UPDATE hands nothing to v.
+// header, at most 4096-19 octets: RFC 4271 §4.1, no extended messages) and,
+// when it is well formed, hands every unicast prefix to v (v may be nil:
+// check only). A malformed UPDATE hands nothing to v.
 func WalkUpdate(body []byte, v PrefixVisitor) (UpdateInfo, error) {
+	if len(body) > maxMsgLen-headerLen {
+		return UpdateInfo{}, ErrUpdateLong
+	}
 	info, err := walk(body, nil)
 	if err != nil || v == nil {
 		return info, err

@@ -216,6 +216,7 @@ func TestWalkMalformed(t *testing.T) {
 		want error
 	}{
 		"empty":                  {nil, ErrUpdateShort},
+		"longer than a message":  {mod(func(b []byte) []byte { return append(b, make([]byte, maxMsgLen-headerLen-len(b)+1)...) }), ErrUpdateLong},
 		"three octets":           {[]byte{0, 0, 0}, ErrUpdateShort},
 		"withdrawn too long":     {mod(func(b []byte) []byte { b[1] = 200; return b }), ErrUpdateShort},
 		"attributes too long":    {mod(func(b []byte) []byte { b[2+5+1] = 250; return b }), ErrUpdateShort},
@@ -296,9 +297,6 @@ func FuzzWalkUpdate(f *testing.F) {
 		f.Add(b[headerLen:])
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if len(body) > maxMsgLen {
-			return
-		}
 		var c checkVisitor
 		info, err := WalkUpdate(body, &c)
 		if err != nil {
