@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,9 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
 	"github.com/mpsa-vpn/mpsa/bench/bgp/scenario"
+	"github.com/mpsa-vpn/mpsa/bgp/speaker"
 	"github.com/mpsa-vpn/mpsa/internal/testenv"
+	"github.com/mpsa-vpn/mpsa/routing"
 )
 
 // The reflector tests run alone in a network namespace of their own
@@ -296,4 +299,88 @@ func BenchmarkCountUpdate(b *testing.B) {
 	for b.Loop() {
 		cp.update(msgs[0][headerLen:])
 	}
+}
+
+// discard is a speaker.Sink that keeps nothing.
+type discard struct{}
+
+func (discard) Upsert(routing.Route) error              { return nil }
+func (discard) Withdraw(netip.Prefix, netip.Addr) error { return nil }
+func (discard) WithdrawPeer(netip.Addr)                 {}
+
+// TestSameWireAsSpeaker: a counting CPE sends what bgp/speaker sends for
+// the same CPE, octet for octet: the OPEN, the announcements with the
+// End-of-RIB markers of a new session, and the incremental prefix. A
+// reflector of ours, on a listener the test holds, records the speaker's
+// messages.
+func TestSameWireAsSpeaker(t *testing.T) {
+	const i, k, hold = 7, 4, 90 * time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sp, err := speaker.New(speaker.Config{
+		ASN: scenario.ASN, RouterID: scenario.CPEAddr(i),
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", l.Addr().String())
+		},
+		Prefixes: scenario.Prefixes(i, k), Endpoint: scenario.Endpoint(i),
+		Sink: discard{}, HoldTime: hold,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sp.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	conn, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReaderSize(conn, maxMsgLen)
+	buf := make([]byte, maxMsgLen)
+	next := func() []byte { // the speaker's next message other than a KEEPALIVE
+		t.Helper()
+		for {
+			m, err := readMsg(r, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m[18] != bgp.BGP_MSG_KEEPALIVE {
+				return bytes.Clone(m)
+			}
+		}
+	}
+	if got, want := next(), mustSerialize(openMessage(scenario.CPEAddr(i), hold)); !bytes.Equal(got, want) {
+		t.Fatalf("speaker's OPEN\n%x\ncounting CPE's\n%x", got, want)
+	}
+	hub := mustSerialize(openMessage(netip.MustParseAddr("10.255.255.1"), hold))
+	if _, err := conn.Write(append(hub, keepaliveMsg...)); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(what string, want [][]byte) {
+		t.Helper()
+		for n, w := range want {
+			if got := next(); !bytes.Equal(got, w) {
+				t.Fatalf("%s, message %d: speaker sent\n%x\ncounting CPE sends\n%x", what, n, got, w)
+			}
+		}
+	}
+	ann, err := announcements(i, 0, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("new session", append(ann, eorMsgs[:headerLen+4], eorMsgs[headerLen+4:]))
+	sp.SetPrefixes(scenario.Prefixes(i, k+1))
+	inc, err := announcements(i, k, k+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("incremental prefix", inc)
 }
