@@ -100,19 +100,8 @@ func startBird(t *testing.T, slot int) string {
 	port := bgpPort + slot
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
-log stderr { info, remote, warning, error, auth, fatal, bug };
-router id 10.255.255.1;
-template bgp cpe {
-  local 127.0.0.1 port %d as %d;
-  neighbor range 127.1.0.0/16 as %[2]d;
-  rr client;
-  rr cluster id 10.255.255.1;
-  ipv4 { import all; export all; };
-  ipv6 { import all; export all; extended next hop on; };
-}
-protocol bgp dyn from cpe { dynamic name "cpe"; }
-`, port, scenario.ASN)), 0o600); err != nil {
+	logConf := "log stderr { info, remote, warning, error, auth, fatal, bug };\n"
+	if err := os.WriteFile(conf, []byte(logConf+scenario.BirdConfig(port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startProc(t, bin, "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))

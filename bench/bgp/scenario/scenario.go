@@ -68,3 +68,23 @@ func Authorised(i int) []netip.Prefix {
 
 // ID names CPE i.
 func ID(i int) string { return fmt.Sprintf("cpe%d", i) }
+
+// BirdConfig is BIRD 2's configuration as the benchmark's route reflector:
+// every CPE a dynamic iBGP neighbor from 127.0.0.0/8, a route-reflector
+// client, both families, listening on 127.0.0.1:port. Logging is the
+// caller's to prepend.
+func BirdConfig(port int) string {
+	return fmt.Sprintf(`
+router id 10.255.255.1;
+template bgp cpe {
+  local 127.0.0.1 port %d as %d;
+  neighbor range 127.0.0.0/8 as %[2]d;
+  rr client;
+  rr cluster id 10.255.255.1;
+  hold time 240;
+  ipv4 { import all; export all; };
+  ipv6 { import all; export all; extended next hop on; };
+}
+protocol bgp dyn from cpe { dynamic name "cpe"; }
+`, port, ASN)
+}

@@ -1,6 +1,13 @@
 package scenario
 
-import "testing"
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/mpsa-vpn/mpsa/internal/testenv"
+)
 
 func TestPlan(t *testing.T) {
 	seen := map[string]bool{}
@@ -34,4 +41,16 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	t.Log(CPEAddr(0), CPEAddr(999), Endpoint(0), Prefix(1, 0), Prefix(1, 1), Authorised(1))
+}
+
+// TestBirdConfig: BIRD 2 itself parses the reflector's configuration.
+func TestBirdConfig(t *testing.T) {
+	bin := testenv.Binary(t, "bird", "apt-get install bird2")
+	conf := filepath.Join(t.TempDir(), "bird.conf")
+	if err := os.WriteFile(conf, []byte(BirdConfig(1179)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-p", "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("bird -p: %v\n%s", err, out)
+	}
 }

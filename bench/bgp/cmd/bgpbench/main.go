@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/mpsa-vpn/mpsa/bench/bgp/loadgen"
+	"github.com/mpsa-vpn/mpsa/bench/bgp/scenario"
 )
 
 func main() {
@@ -102,19 +103,7 @@ func startRR(kind, bin string, n, port int) (*rrProc, error) {
 		if birdLog != "" {
 			logConf = fmt.Sprintf("log %q all;\ndebug protocols { states, events };\n", birdLog)
 		}
-		conf := logConf + fmt.Sprintf(`
-router id 10.255.255.1;
-template bgp cpe {
-  local 127.0.0.1 port %d as 65000;
-  neighbor range 127.0.0.0/8 as 65000;
-  rr client;
-  rr cluster id 10.255.255.1;
-  hold time 240;
-  ipv4 { import all; export all; };
-  ipv6 { import all; export all; extended next hop on; };
-}
-protocol bgp dyn from cpe { dynamic name "cpe"; }
-`, port)
+		conf := logConf + scenario.BirdConfig(port)
 		if err := os.WriteFile(filepath.Join(dir, "bird.conf"), []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
