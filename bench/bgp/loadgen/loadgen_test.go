@@ -196,11 +196,18 @@ func testCounting(t *testing.T, reflector func(t *testing.T, slot int) string) {
 	}
 }
 
+// testCounter is CPE 0 of a counting run of n CPEs announcing k prefixes
+// each, without a session: the tests hand it UPDATE bodies.
+func testCounter(n, k int) *countCPE {
+	c := &CPEs{cfg: Config{N: n, K: k}, stride: k + 1, target: (n - 1) * k, allDone: make(chan struct{})}
+	return &countCPE{c: c, bitset: make([]uint64, (n*c.stride+63)/64)}
+}
+
 // TestCountWithdraw: withdrawals built by GoBGP's codec clear the bits
 // their announcements set; repeats count once.
 func TestCountWithdraw(t *testing.T) {
-	c := &CPEs{cfg: Config{N: 4, K: 2}, stride: 3, target: 6, allDone: make(chan struct{})}
-	cp := &countCPE{c: c, bitset: make([]uint64, 1)}
+	cp := testCounter(4, 2)
+	c := cp.c
 	for _, o := range []int{1, 2, 3} {
 		msgs, err := announcements(o, 0, 2)
 		if err != nil {
@@ -259,8 +266,7 @@ func TestMsgBuffered(t *testing.T) {
 
 // TestCountUpdateAllocs: counting a received UPDATE allocates nothing.
 func TestCountUpdateAllocs(t *testing.T) {
-	c := &CPEs{cfg: Config{N: 8, K: 4}, stride: 5, target: 7 * 4, allDone: make(chan struct{})}
-	cp := &countCPE{c: c, bitset: make([]uint64, 1)}
+	cp := testCounter(8, 4)
 	msgs, err := announcements(3, 0, 4)
 	if err != nil {
 		t.Fatal(err)
@@ -278,8 +284,7 @@ func TestCountUpdateAllocs(t *testing.T) {
 // BenchmarkCountUpdate: the counting CPE's work per received UPDATE (the
 // IPv4 one of a CPE's four announcements: 2 prefixes).
 func BenchmarkCountUpdate(b *testing.B) {
-	c := &CPEs{cfg: Config{N: 8, K: 4}, stride: 5, target: 7 * 4, allDone: make(chan struct{})}
-	cp := &countCPE{c: c, bitset: make([]uint64, 1)}
+	cp := testCounter(8, 4)
 	msgs, err := announcements(3, 0, 4)
 	if err != nil {
 		b.Fatal(err)

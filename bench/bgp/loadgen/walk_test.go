@@ -312,7 +312,7 @@ func FuzzWalkUpdate(f *testing.F) {
 			t.Fatal(c.err)
 		}
 		// Whatever walks must also map safely into the address plan.
-		cp := &countCPE{c: &CPEs{cfg: Config{N: 8, K: 4}, stride: 5}, bitset: make([]uint64, 1)}
+		cp := testCounter(8, 4)
 		WalkUpdate(body, cp)
 		if cp.routes.Load() != int64(cp.countedRoutes()) {
 			t.Fatalf("routes %d, bits %d", cp.routes.Load(), cp.countedRoutes())
