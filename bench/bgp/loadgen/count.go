@@ -218,6 +218,9 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("OpenSent: %w", err)
 	}
+	// The OPEN's write deadline may be long past when a busy reflector's
+	// OPEN arrives: each write gets its own.
+	conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	if _, err := conn.Write(keepaliveMsg); err != nil {
 		return err
 	}
