@@ -236,12 +236,7 @@ func (cp *countCPE) session(ctx context.Context, conn net.Conn) error {
 		}
 		return fmt.Errorf("loadgen: message type %d in OpenConfirm", msg[18])
 	}
-	cp.everUp.Do(func() {
-		if c.established.Add(1) == int64(c.cfg.N) {
-			c.upAt.Store(int64(time.Since(c.start)))
-			close(c.allUp)
-		}
-	})
+	cp.everUp.Do(c.cpeUp)
 	c.up.Add(1)
 	defer c.up.Add(-1)
 
@@ -423,10 +418,7 @@ func (cp *countCPE) update(body []byte) {
 	}
 	c := cp.c
 	if !cp.done.Load() && int(cp.routes.Load()) >= c.target && cp.done.CompareAndSwap(false, true) {
-		if c.converged.Add(1) == int64(c.cfg.N) {
-			c.doneAt.Store(int64(time.Since(c.start)))
-			close(c.allDone)
-		}
+		c.cpeConverged()
 	}
 }
 
@@ -448,10 +440,7 @@ func (cp *countCPE) Prefix(ipv6 bool, nbits int, addr []byte, withdraw bool) {
 		cp.bitset[w] |= m
 		cp.routes.Add(1)
 		if origin == 0 && j == c.cfg.K && c.incArmed.Load() && cp.inc.CompareAndSwap(false, true) {
-			if c.incLeft.Add(-1) == 0 {
-				c.incDoneAt.Store(int64(time.Since(c.start)))
-				close(c.incDone)
-			}
+			c.cpeGotIncremental()
 		}
 	}
 }

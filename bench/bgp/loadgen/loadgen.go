@@ -87,19 +87,40 @@ type sink struct {
 
 func (s *sink) Upsert(r routing.Route) error {
 	c := s.c
-	if !s.done.Load() && s.sp.Routes() >= c.target {
-		if s.done.CompareAndSwap(false, true) && c.converged.Add(1) == int64(c.cfg.N) {
-			c.doneAt.Store(int64(time.Since(c.start)))
-			close(c.allDone)
-		}
+	if !s.done.Load() && s.sp.Routes() >= c.target && s.done.CompareAndSwap(false, true) {
+		c.cpeConverged()
 	}
 	if p := c.incPrefix.Load(); p != nil && r.Prefix == *p && s.seenInc.CompareAndSwap(false, true) {
-		if c.incLeft.Add(-1) == 0 {
-			c.incDoneAt.Store(int64(time.Since(c.start)))
-			close(c.incDone)
-		}
+		c.cpeGotIncremental()
 	}
 	return nil
+}
+
+// cpeUp counts a CPE whose session came up for the first time; the last
+// one stamps upAt and closes allUp.
+func (c *CPEs) cpeUp() {
+	if c.established.Add(1) == int64(c.cfg.N) {
+		c.upAt.Store(int64(time.Since(c.start)))
+		close(c.allUp)
+	}
+}
+
+// cpeConverged counts a CPE that holds every other CPE's prefixes; the
+// last one stamps doneAt and closes allDone.
+func (c *CPEs) cpeConverged() {
+	if c.converged.Add(1) == int64(c.cfg.N) {
+		c.doneAt.Store(int64(time.Since(c.start)))
+		close(c.allDone)
+	}
+}
+
+// cpeGotIncremental counts a CPE that received the incremental prefix; the
+// last one stamps incDoneAt and closes incDone.
+func (c *CPEs) cpeGotIncremental() {
+	if c.incLeft.Add(-1) == 0 {
+		c.incDoneAt.Store(int64(time.Since(c.start)))
+		close(c.incDone)
+	}
 }
 
 func (s *sink) Withdraw(netip.Prefix, netip.Addr) error { return nil }
@@ -143,12 +164,7 @@ func Start(cfg Config) (*CPEs, error) {
 			Sink: sk, HoldTime: cfg.HoldTime, OpenHoldTime: cfg.OpenHoldTime, MinBackoff: 500 * time.Millisecond, MaxBackoff: 5 * time.Second,
 			OnState: func(st speaker.State) {
 				if st == speaker.StateEstablished {
-					once.Do(func() {
-						if c.established.Add(1) == int64(cfg.N) {
-							c.upAt.Store(int64(time.Since(c.start)))
-							close(c.allUp)
-						}
-					})
+					once.Do(c.cpeUp)
 				}
 			},
 			Logger: cfg.Logger,
