@@ -391,8 +391,6 @@ func (c *testCPE) mustConnect(th *testHub, v6 bool) {
 	}
 }
 
-// waitPut waits for the next MPSA_PUT the CPE handled and returns its
-// outcome.
 // joinCPEs connects a CPE of each identity to th over IPv4 and waits until
 // each has its group SA.
 func joinCPEs(t testing.TB, th *testHub, ids ...string) []*testCPE {
@@ -414,6 +412,8 @@ func (c *testCPE) vip() netip.AddrPort {
 	return netip.AddrPortFrom(c.sa.Info().VIPs[0].Addr(), 0)
 }
 
+// waitPut waits for the next MPSA_PUT the CPE handled and returns its
+// outcome.
 func (c *testCPE) waitPut() error {
 	c.t.Helper()
 	select {
