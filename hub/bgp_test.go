@@ -35,6 +35,14 @@ const (
 	grpcPort uint16 = 50051 // the first group's GoBGP API (GoBGP's default)
 )
 
+// The groups' BGP listeners under loopbackPools, and a CPE's ESP endpoint
+// as the hub sees it in these tests: raw ESP from 127.0.0.1.
+var (
+	hubAcme   = netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), bgpPort)
+	hubGlobex = netip.AddrPortFrom(netip.MustParseAddr("127.101.0.1"), bgpPort)
+	outer     = netip.AddrPortFrom(loop4, 0)
+)
+
 // startSpeaker runs a CPE's iBGP speaker (bgp/speaker, as mpsa-cpe does)
 // from its overlay address to the hub's, and returns the sink of the
 // routes it learns.
@@ -137,12 +145,9 @@ func TestBGP(t *testing.T) {
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	loopbackPools(cfg)
-	port := bgpPort
 	grpc := netip.AddrPortFrom(loop4, grpcPort)
-	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(grpc))
+	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(grpc))
 	asn := th.cfg.BGP.ASN
-	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
-	hubGlobex := netip.AddrPortFrom(netip.MustParseAddr("127.101.0.1"), port)
 	ctx := context.Background()
 
 	ids := []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example", "rfc822:cpe3@globex.example"}
@@ -151,7 +156,6 @@ func TestBGP(t *testing.T) {
 		cpes[ids[i]] = c
 	}
 	vip := func(id string) netip.AddrPort { return cpes[id].vip() }
-	outer := netip.AddrPortFrom(loop4, 0) // what the hub sees: raw ESP from 127.0.0.1
 	s1 := startSpeaker(t, ctx, asn, vip("fqdn:cpe1.acme.example"), hubAcme, outer, "10.1.0.0/24")
 	// cpe2 claims a foreign endpoint and a prefix it is not authorised for.
 	s2 := startSpeaker(t, ctx, asn, vip("fqdn:cpe2.acme.example"), hubAcme, netip.MustParseAddrPort("192.0.2.99:4500"),
@@ -254,11 +258,8 @@ func TestBGPRestart(t *testing.T) {
 	checkGoroutines(t)
 	cfg := baseConfig(t)
 	loopbackPools(cfg)
-	port := bgpPort
-	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
 	asn := th.cfg.BGP.ASN
-	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
-	outer := netip.AddrPortFrom(loop4, 0)
 	ctx := context.Background()
 	var sinks []*speakertest.Sink
 	var speakers []*testSpeaker
@@ -282,7 +283,7 @@ func TestBGPRestart(t *testing.T) {
 	w0, w1 := sinks[0].Withdrawals(), sinks[1].Withdrawals()
 
 	th.stop()
-	th2 := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
+	th2 := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
 	if v, _ := th2.h.BGP(ctx); len(v.Groups) == 0 || v.Groups[0].Synced || v.Groups[0].CPEs != 2 {
 		t.Fatalf("restarted hub's acme group: %+v, want restarting with the 2 CPEs of the last run", v.Groups)
 	}
@@ -415,10 +416,7 @@ func TestBGPRouteLimit(t *testing.T) {
 	loopbackPools(cfg)
 	cfg.Groups[0].BGP.MaxPrefixes, cfg.Groups[1].BGP.MaxPrefixes = 2, 2
 	cfg.Groups[0].BGP.AcceptMoreSpecifics = true
-	port := bgpPort
-	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
-	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
-	outer := netip.AddrPortFrom(loop4, 0)
+	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
 	ctx := context.Background()
 	var vips []netip.AddrPort
 	for _, c := range joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example") {
@@ -460,10 +458,7 @@ func TestBGPRoutePolicy(t *testing.T) {
 	cfg := baseConfig(t)
 	loopbackPools(cfg)
 	cfg.Groups[0].BGP.LocalPref = 200
-	port := bgpPort
-	th := startHubBGP(t, cfg, WithBGPPort(port), WithGRPC(netip.AddrPort{}))
-	hubAcme := netip.AddrPortFrom(netip.MustParseAddr("127.100.0.1"), port)
-	outer := netip.AddrPortFrom(loop4, 0)
+	th := startHubBGP(t, cfg, WithBGPPort(bgpPort), WithGRPC(netip.AddrPort{}))
 	ctx := context.Background()
 	var vips []netip.AddrPort
 	for _, c := range joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example") {
