@@ -178,11 +178,7 @@ func Start(cfg Config) (*CPEs, error) {
 	}
 	c.start = time.Now()
 	for _, sp := range c.speakers {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			sp.Run(ctx)
-		}()
+		c.wg.Go(func() { sp.Run(ctx) })
 	}
 	return c, nil
 }
@@ -212,11 +208,7 @@ func (c *CPEs) startCounting(ctx context.Context) (*CPEs, error) {
 	}
 	c.start = time.Now()
 	for _, cp := range c.counters {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			cp.run(ctx)
-		}()
+		c.wg.Go(func() { cp.run(ctx) })
 	}
 	return c, nil
 }
