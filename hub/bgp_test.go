@@ -605,12 +605,15 @@ func checkBGPStatus(t *testing.T, th *testHub) {
 	}
 }
 
+// columnGap separates the columns of a status table.
+var columnGap = regexp.MustCompile(`\s{2,}`)
+
 // hasRow reports whether text has a table row whose columns (separated
 // by two spaces or more) are fields: "*" matches any column, a field ending
 // in "." any column it begins.
 func hasRow(text string, fields ...string) bool {
 	for _, line := range strings.Split(text, "\n") {
-		cols := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), -1)
+		cols := columnGap.Split(strings.TrimSpace(line), -1)
 		if len(cols) != len(fields) {
 			continue
 		}
