@@ -264,12 +264,7 @@ func TestBGPRestart(t *testing.T) {
 	var sinks []*speakertest.Sink
 	var speakers []*testSpeaker
 	var vips []netip.AddrPort
-	for i, id := range []string{"fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example"} {
-		c := newCPE(t, th, id, cpeOpts{})
-		c.mustConnect(th, false)
-		if err := c.waitPut(); err != nil {
-			t.Fatal(err)
-		}
+	for i, c := range joinCPEs(t, th, "fqdn:cpe1.acme.example", "fqdn:cpe2.acme.example") {
 		vip := c.vip()
 		vips = append(vips, vip)
 		sink, sp := startSpeakerStats(t, ctx, asn, vip, hubAcme, outer, []string{"10.1.0.0/24", "10.2.0.0/24"}[i])
