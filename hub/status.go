@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -389,7 +390,7 @@ func (h *Hub) SAs(names ...string) *SAView {
 	}
 	var rows []row
 	for _, c := range h.conns {
-		if len(names) > 0 && !containsString(names, c.name) {
+		if len(names) > 0 && !slices.Contains(names, c.name) {
 			continue
 		}
 		rows = append(rows, row{c: c, vips: c.vips, tun: uint32(c.tunnel)})
@@ -426,15 +427,6 @@ func (h *Hub) SAs(names ...string) *SAView {
 		return v.SAs[i].Established.Before(v.SAs[j].Established)
 	})
 	return v
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // cpeStatus is the key server's view of each CPE, by name.
@@ -562,7 +554,7 @@ func (h *Hub) reflectorGroups(names []string) []rr.GroupConfig {
 	h.mu.Lock()
 	groups := make([]rr.GroupConfig, 0, len(h.rrGroups))
 	for _, g := range h.rrGroups {
-		if len(names) == 0 || containsString(names, g.Name) {
+		if len(names) == 0 || slices.Contains(names, g.Name) {
 			groups = append(groups, g)
 		}
 	}
