@@ -93,24 +93,22 @@ func (g *group) acceptLocked(ctx context.Context, c *cpeState, p *api.Path, quie
 	}
 	if badEncap || claimed != c.Endpoint {
 		if g.hub.cfg.Endpoint == EndpointReject {
-			if quiet {
-				g.withdrawLocked(ctx, c, pfx)
-				return
-			}
-			g.stats.epReject.Add(1)
-			if g.logs.allow() {
-				g.log.Warn("CPE route dropped: endpoint is not the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
-					"prefix", pfx.String(), "endpoint", claimed.String(), "reason", "foreign endpoint")
+			if !quiet {
+				g.stats.epReject.Add(1)
+				if g.logs.allow() {
+					g.log.Warn("CPE route dropped: endpoint is not the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
+						"prefix", pfx.String(), "endpoint", claimed.String(), "reason", "foreign endpoint")
+				}
 			}
 			g.withdrawLocked(ctx, c, pfx)
 			return
 		}
 		if !quiet {
 			g.stats.epRewrite.Add(1)
-		}
-		if !quiet && g.logs.allow() {
-			g.log.Info("CPE route endpoint rewritten to the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
-				"prefix", pfx.String(), "endpoint", c.Endpoint.String(), "reason", "advertised "+claimed.String())
+			if g.logs.allow() {
+				g.log.Info("CPE route endpoint rewritten to the CPE's IKE address", "id", c.ID, "peer", c.Overlay.String(),
+					"prefix", pfx.String(), "endpoint", c.Endpoint.String(), "reason", "advertised "+claimed.String())
+			}
 		}
 	}
 	if _, ok := c.routes[pfx]; !ok && len(c.routes) >= g.pol.max {
